@@ -1,0 +1,90 @@
+"""Quantization annotations of the IR: a quantized weight describes itself.
+
+These are data only. The math of each number format (choose parameters, quantize,
+dequantize, pack) lives in `inferc.passes.numerics`, keyed by `QuantFormat`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import torch
+
+
+class QuantFormat(str, Enum):
+    FP8_E4M3 = "fp8_e4m3"
+    INT8 = "int8"
+    INT4 = "int4"
+    NVFP4 = "nvfp4"
+    # llama.cpp block codecs: `data` holds the packed blocks, bit-exact to ggml's layout.
+    GGUF_Q4_0 = "q4_0"
+    GGUF_Q4_1 = "q4_1"
+    GGUF_Q5_0 = "q5_0"
+    GGUF_Q5_1 = "q5_1"
+    GGUF_Q8_0 = "q8_0"
+    GGUF_Q4_K = "q4_k"
+    GGUF_Q5_K = "q5_k"
+    GGUF_Q6_K = "q6_k"
+    GGUF_F16 = "f16"
+    GGUF_BF16 = "bf16"
+    GGUF_F32 = "f32"
+
+
+class Granularity(str, Enum):
+    TENSOR = "tensor"
+    CHANNEL = "channel"  # one scale per output row (weights)
+    GROUP = "group"  # one scale per `group_size` inputs of a row
+    TOKEN = "token"  # activations: one scale per token, computed at run time
+    BLOCK = "block"  # codec-defined blocks (NVFP4 16, GGUF 32/256)
+
+
+@dataclass
+class QuantizedWeight:
+    """A linear weight in a quantized number format.
+
+    Shapes for a weight of logical shape [out, in]:
+      data: codes, [out, in] (unpacked integer codes, or a float8 tensor), except for
+            GGUF formats where it is the packed uint8 block bytes, [out, row_bytes].
+      scale: [] per tensor, [out, 1] per channel, [out, in // group_size] per group/block.
+      zero_point: same shape as scale (asymmetric integer formats) or None.
+      global_scale: [] FP32 second-level scale (NVFP4), ModelOpt convention:
+            dequantized = code * scale * global_scale.
+      g_idx: [in] group index of each input column (GPTQ act-order), or None.
+    """
+
+    format: QuantFormat
+    shape: tuple[int, int]
+    data: torch.Tensor
+    granularity: Granularity
+    scale: torch.Tensor | None = None
+    zero_point: torch.Tensor | None = None
+    group_size: int | None = None
+    global_scale: torch.Tensor | None = None
+    g_idx: torch.Tensor | None = None
+    symmetric: bool = True
+    bits: int = 8
+    algorithm: str = "rtn"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def storage_bytes(self) -> int:
+        """Bytes this weight takes when packed for export (codes plus scales)."""
+        codes = self.data.numel() * self.bits // 8 if self.data.dtype != torch.uint8 or self.bits == 8 else self.data.numel()
+        extras = sum(t.numel() * t.element_size() for t in (self.scale, self.zero_point, self.global_scale) if t is not None)
+        return codes + extras
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.storage_bytes() / (self.shape[0] * self.shape[1])
+
+
+@dataclass
+class ActivationQuant:
+    """How the input activations of a linear are quantized at run time."""
+
+    format: QuantFormat
+    granularity: Granularity  # TENSOR (static or dynamic) or TOKEN (dynamic)
+    dynamic: bool
+    scale: torch.Tensor | None = None  # [] static per-tensor scale (amax / format max)
+    global_scale: torch.Tensor | None = None  # NVFP4 W4A4: static per-tensor FP32 scale

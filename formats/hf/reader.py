@@ -1,0 +1,111 @@
+"""Read a Hugging Face checkpoint directory into the model IR.
+
+Tensors stay memory-mapped; validation reads each one once (shapes against the config,
+NaN/Inf) and releases it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from inferc.compiler.errors import CheckpointError
+from inferc.compiler.ir import ModelIR, SourceInfo, TensorStore, spec_from_config
+from inferc.formats.hf.constants import CONFIG_FILE, INDEX_FILE, SINGLE_FILE, TOKENIZER_FILES
+
+
+def read_config(model_dir: Path) -> dict:
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise CheckpointError(f"model directory '{model_dir}' does not exist; pass a Hugging Face checkpoint directory")
+    path = model_dir / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"'{model_dir}' has no {CONFIG_FILE}; a Hugging Face checkpoint directory needs one")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """The safetensors files of a checkpoint: one file, or the shards its index names."""
+    index = model_dir / INDEX_FILE
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise CheckpointError(f"{index} is not a valid safetensors index (needs a 'weight_map')") from exc
+        files = [model_dir / f for f in sorted(set(weight_map.values()))]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise CheckpointError(f"{index.name} names shards that are missing: {', '.join(missing)}")
+        return files
+    single = model_dir / SINGLE_FILE
+    if single.is_file():
+        return [single]
+    found = sorted(model_dir.glob("*.safetensors"))
+    if found:
+        return found
+    raise CheckpointError(f"'{model_dir}' has no safetensors weights ({SINGLE_FILE} or {INDEX_FILE}); convert .bin checkpoints to safetensors first")
+
+
+def _normalize_names(store: TensorStore) -> None:
+    """Gemma 3 multimodal checkpoints keep the text model under `model.language_model.`."""
+    prefix = "model.language_model."
+    for name in store.names():
+        if name.startswith(prefix):
+            store.set("model." + name[len(prefix):], store.get(name))
+            store.drop(name)
+
+
+def _validate(ir: ModelIR) -> None:
+    expected = ir.spec.expected_shapes()
+    missing = [n for n in expected if n not in ir.tensors]
+    if missing:
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise CheckpointError(f"checkpoint is missing tensors the config implies: {', '.join(missing[:3])}{more}")
+    for name, shape in expected.items():
+        found = ir.tensors.shape(name)
+        if tuple(found) != tuple(shape):
+            raise CheckpointError(
+                f"tensor '{name}' has shape {list(found)} but config.json implies {list(shape)}; "
+                "the weights do not belong to this config"
+            )
+        t = ir.tensors.get(name)
+        if not torch.isfinite(t).all():
+            bad = "NaN" if torch.isnan(t).any() else "Inf"
+            raise CheckpointError(f"tensor '{name}' contains {bad} values; the checkpoint is corrupt")
+
+
+def _hash_files(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def load_checkpoint(model_dir: str | Path, validate: bool = True) -> ModelIR:
+    """Open a checkpoint as IR: config parsed, tensors memory-mapped, optionally validated."""
+    model_dir = Path(model_dir)
+    cfg = read_config(model_dir)
+    spec = spec_from_config(cfg)
+    files = weight_files(model_dir)
+    store = TensorStore.from_files(files)
+    _normalize_names(store)
+    gen_path = model_dir / "generation_config.json"
+    source = SourceInfo(
+        path=model_dir.resolve(),
+        config=cfg,
+        sha256=_hash_files([model_dir / CONFIG_FILE, *files]),
+        tokenizer_files=tuple(model_dir / f for f in TOKENIZER_FILES if (model_dir / f).is_file()),
+        generation_config=json.loads(gen_path.read_text()) if gen_path.is_file() else None,
+    )
+    ir = ModelIR(spec=spec, tensors=store, source=source)
+    if validate:
+        _validate(ir)
+    return ir

@@ -1,0 +1,24 @@
+"""Number formats: the math of each quantized format, kept apart from the algorithms.
+
+Importing this package registers every format's dequantizer, so the runtime can run
+any annotated IR.
+"""
+
+from inferc.passes.numerics import fp8  # noqa: F401  (registers FP8)
+from inferc.passes.numerics.base import (
+    QParams,
+    WeightFormat,
+    dequantize,
+    fake_quantize_activation,
+    register_activation_quantizer,
+    register_dequantizer,
+)
+
+__all__ = [
+    "QParams",
+    "WeightFormat",
+    "dequantize",
+    "fake_quantize_activation",
+    "register_activation_quantizer",
+    "register_dequantizer",
+]

@@ -1,0 +1,74 @@
+"""FP8 E4M3 (OCP `float8_e4m3fn`): weights per tensor or per output channel, activations
+static per tensor or dynamic per token. Dequantized value = code * scale."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from inferc.compiler.ir.quant import ActivationQuant, Granularity, QuantFormat, QuantizedWeight
+from inferc.passes.numerics.base import QParams, register_activation_quantizer, register_dequantizer
+
+FP8_E4M3_MAX = 448.0
+_MIN_SCALE = 1e-12  # keeps all-zero rows from dividing by zero
+
+
+def fp8_round(x: torch.Tensor) -> torch.Tensor:
+    """Round to the nearest E4M3 value (saturating), returned as a float8 tensor."""
+    return x.clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(torch.float8_e4m3fn)
+
+
+def fp8_scale(amax: torch.Tensor) -> torch.Tensor:
+    return (amax.float() / FP8_E4M3_MAX).clamp(min=_MIN_SCALE)
+
+
+@dataclass(frozen=True)
+class FP8WeightFormat:
+    """FP8 E4M3 weights; `per_channel` picks one scale per output row, else one per tensor."""
+
+    per_channel: bool = True
+    format: QuantFormat = QuantFormat.FP8_E4M3
+    group_size: int | None = None
+
+    def choose_qparams(self, w: torch.Tensor) -> QParams:
+        w = w.float()
+        amax = w.abs().amax(dim=1, keepdim=True) if self.per_channel else w.abs().amax()  # [out, 1] or []
+        return QParams(scale=fp8_scale(amax))
+
+    def quantize(self, w: torch.Tensor, qparams: QParams) -> QuantizedWeight:
+        codes = fp8_round(w.float() / qparams.scale)
+        return QuantizedWeight(
+            format=self.format,
+            shape=(w.shape[0], w.shape[1]),
+            data=codes,
+            granularity=Granularity.CHANNEL if self.per_channel else Granularity.TENSOR,
+            scale=qparams.scale,
+            bits=8,
+        )
+
+    def dequantize(self, q: QuantizedWeight) -> torch.Tensor:
+        return q.data.float() * q.scale
+
+    def fake_quantize(self, w: torch.Tensor, qparams: QParams) -> torch.Tensor:
+        return fp8_round(w.float() / qparams.scale).float() * qparams.scale
+
+    def pack(self, q: QuantizedWeight) -> dict[str, torch.Tensor]:
+        return {"weight": q.data, "weight_scale": q.scale.float()}
+
+
+@register_dequantizer(QuantFormat.FP8_E4M3)
+def _dequantize_fp8(q: QuantizedWeight) -> torch.Tensor:
+    return q.data.float() * q.scale
+
+
+@register_activation_quantizer(QuantFormat.FP8_E4M3)
+def fake_quantize_fp8_activation(aq: ActivationQuant, x: torch.Tensor) -> torch.Tensor:
+    """Quantize-dequantize activations [..., features] as the FP8 GEMM would see them."""
+    if aq.dynamic and aq.granularity is Granularity.TOKEN:
+        scale = fp8_scale(x.abs().amax(dim=-1, keepdim=True))  # [..., 1]
+    elif aq.dynamic:
+        scale = fp8_scale(x.abs().amax())
+    else:
+        scale = aq.scale
+    return (fp8_round(x.float() / scale).float() * scale).to(x.dtype)

@@ -1,1 +1,27 @@
+"""IR -> IR passes. Each module registers its pass explicitly on import; this list is
+the whole registry (no discovery by scanning)."""
 
+from inferc.passes import quantize_fp8  # noqa: F401
+from inferc.passes.base import (
+    LayerEvent,
+    Pass,
+    PassContext,
+    Requirement,
+    get_pass,
+    make_config,
+    register_pass,
+    registered_passes,
+    select_linears,
+)
+
+__all__ = [
+    "LayerEvent",
+    "Pass",
+    "PassContext",
+    "Requirement",
+    "get_pass",
+    "make_config",
+    "register_pass",
+    "registered_passes",
+    "select_linears",
+]

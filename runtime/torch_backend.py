@@ -1,0 +1,35 @@
+"""The torch backend: the reference forward of an IR (quantized weights fake-quantized)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from inferc.compiler.ir import ModelIR
+from inferc.runtime.reference import KVCache, ReferenceModel
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, ir: ModelIR, device: str = "cpu", dtype: torch.dtype = torch.float32, quantized: bool = True) -> None:
+        self.model = ReferenceModel(ir, device=device, dtype=dtype, quantized=quantized)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.spec.vocab_size
+
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.forward(ids)
+
+    def start(self, ids: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        cache: KVCache = self.model.new_cache()
+        return cache, self.model.forward(ids, cache)[:, -1]
+
+    def step(self, state: Any, token: int) -> torch.Tensor:
+        ids = torch.tensor([[token]], dtype=torch.int64)
+        return self.model.forward(ids, state)[:, -1]
+
+    def close(self) -> None:
+        self.model.release()

@@ -52,6 +52,22 @@ class QuantizedWeight:
       global_scale: [] FP32 second-level scale (NVFP4), ModelOpt convention:
             dequantized = code * scale * global_scale.
       g_idx: [in] group index of each input column (GPTQ act-order), or None.
+
+    Conventions per format (every exporter and dequantizer relies on them):
+      FP8_E4M3: data float8_e4m3fn [out, in]; scale float32 [] or [out, 1];
+            w = data.float() * scale.
+      INT4 (bits=4): data int8 codes [out, in]. Symmetric: codes in [-8, 7],
+            w = code * scale. Asymmetric: codes in [0, 15], zero_point int8 in [0, 15]
+            with the shape of scale, w = (code - zero_point) * scale. scale float32
+            [out, in // group_size] (GROUP) or [out, 1] (CHANNEL). Without g_idx input
+            column c belongs to group c // group_size; with g_idx (int32 [in]) to g_idx[c].
+      NVFP4 (bits=4): data uint8 E2M1 codes [out, in] in 0..15 (bit 3 the sign, bits
+            0-2 index the magnitudes 0, 0.5, 1, 1.5, 2, 3, 4, 6); scale float8_e4m3fn
+            [out, in // 16]; global_scale float32 [] (ModelOpt's weight_scale_2, i.e.
+            amax / (6 * 448)); w = e2m1(code) * scale.float() * global_scale.
+            compressed-tensors stores the reciprocal as weight_global_scale.
+      GGUF_*: data uint8 [out, row_bytes] holding ggml blocks exactly as llama.cpp
+            lays them out; scale etc. unused (they live inside the blocks).
     """
 
     format: QuantFormat
@@ -87,4 +103,6 @@ class ActivationQuant:
     granularity: Granularity  # TENSOR (static or dynamic) or TOKEN (dynamic)
     dynamic: bool
     scale: torch.Tensor | None = None  # [] static per-tensor scale (amax / format max)
-    global_scale: torch.Tensor | None = None  # NVFP4 W4A4: static per-tensor FP32 scale
+    # NVFP4 W4A4: per-16-block E4M3 scales are dynamic; this static FP32 per-tensor scale
+    # (input amax / (6 * 448), ModelOpt's input_scale) comes from calibration.
+    global_scale: torch.Tensor | None = None

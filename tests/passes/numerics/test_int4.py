@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from inferc.compiler.errors import RecipeError
+from inferc.passes.numerics import dequantize
+from inferc.passes.numerics.int4 import INT4WeightFormat, pack_int4_to_int32
+
+
+def _w(rows=48, cols=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, cols, generator=g) * 0.05
+
+
+def _sqnr_db(w, w_hat):
+    return 10 * torch.log10(w.pow(2).sum() / (w - w_hat).pow(2).sum()).item()
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("group_size", [32, 64, 128, None])
+def test_roundtrip_error_bounded_by_half_step(symmetric, group_size):
+    fmt = INT4WeightFormat(group_size=group_size, symmetric=symmetric)
+    w = _w()
+    qp = fmt.choose_qparams(w)
+    q = fmt.quantize(w, qp)
+    w_hat = dequantize(q)
+    if symmetric:
+        assert int(q.data.min()) >= -8 and int(q.data.max()) <= 7
+    else:
+        assert int(q.data.min()) >= 0 and int(q.data.max()) <= 15
+    step = fmt.dequantize(q).sub(w).abs()
+    scale_cols = qp.scale.repeat_interleave(w.shape[1] // qp.scale.shape[1], dim=1)
+    assert (step <= scale_cols * 0.5 + 1e-7).all()
+    assert torch.equal(w_hat, fmt.fake_quantize(w, qp))
+    assert _sqnr_db(w, w_hat) > 15.0
+
+
+def test_slice_of_whole_groups_matches_full_tensor():
+    fmt = INT4WeightFormat(group_size=32, symmetric=False)
+    w = _w()
+    full = fmt.quantize(w, fmt.choose_qparams(w))
+    part = w[:, 64:128]
+    sub = fmt.quantize(part, fmt.choose_qparams(part))
+    assert torch.equal(sub.data, full.data[:, 64:128])
+    assert torch.equal(sub.scale, full.scale[:, 2:4])
+
+
+def test_single_column_with_group_params():
+    fmt = INT4WeightFormat(group_size=32)
+    w = _w()
+    qp = fmt.choose_qparams(w[:, :32])
+    col = fmt.fake_quantize(w[:, 5:6], qp)
+    assert torch.allclose(col, fmt.fake_quantize(w[:, :32], qp)[:, 5:6])
+
+
+def test_group_size_must_divide():
+    with pytest.raises(RecipeError, match="does not divide the input dimension 576"):
+        INT4WeightFormat(group_size=128).choose_qparams(torch.randn(4, 576))
+
+
+def test_g_idx_dequantize():
+    fmt = INT4WeightFormat(group_size=32)
+    w = _w(cols=64)
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(1))
+    wp = w[:, perm]
+    q = fmt.quantize(wp, fmt.choose_qparams(wp))
+    inv = torch.argsort(perm)
+    q.data = q.data[:, inv]
+    q.g_idx = (torch.arange(64) // 32)[inv].to(torch.int32)
+    assert torch.allclose(dequantize(q), fmt.fake_quantize(wp, fmt.choose_qparams(wp))[:, inv])
+
+
+def test_pack_nibble_order():
+    codes = torch.tensor([[-8, -7, 0, 1, 2, 3, 6, 7]], dtype=torch.int8)
+    packed = pack_int4_to_int32(codes, offset=8)
+    word = int(packed[0, 0]) & 0xFFFFFFFF
+    assert [(word >> (4 * j)) & 0xF for j in range(8)] == [0, 1, 8, 9, 10, 11, 14, 15]

@@ -1,0 +1,80 @@
+"""Layer-by-layer calibration: one decoder layer's weights and the calibration
+activations in memory at a time, shared by GPTQ and AWQ.
+
+    h = embed(calibration tokens)
+    for each layer i:
+        run layer i on h with observers on its linears     (inputs seen by the algorithm)
+        quantize(i, LayerInputs)                            (the algorithm's callback)
+        h = layer i on h again, now with quantized weights  (sequential mode)
+              or the outputs of the first run               (non-sequential mode)
+
+Weights are materialized per layer and released after it, so peak memory is about one
+decoder layer plus the hidden states of the calibration set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from inferc.calibration.dataset import CalibrationSet
+from inferc.compiler.ir import ModelIR
+
+Observer = Callable[[str, torch.Tensor], None]
+
+
+@dataclass
+class LayerInputs:
+    """What a layer callback gets: the layer index, its input hidden states (one tensor
+    [batch, tokens, hidden] per calibration batch), positions, and the running model
+    (a `ReferenceModel`, for re-running parts of the layer)."""
+
+    layer: int
+    hidden: list[torch.Tensor]
+    positions: torch.Tensor
+    model: object  # ReferenceModel; typed loosely to keep calibration/ free of runtime imports
+
+
+def calibrate_layerwise(
+    model: ModelIR,
+    calib: CalibrationSet,
+    observer_for: Callable[[int], Observer],
+    quantize_layer: Callable[[LayerInputs], None],
+    sequential: bool = True,
+    batch_size: int = 8,
+    device: str = "cpu",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> None:
+    """Walk the decoder layers once; see the module docstring. `observer_for(i)` returns
+    the observer that sees layer i's linear inputs (name, x [..., in]) in the first run."""
+    from inferc.runtime.reference import ReferenceModel
+
+    ref = ReferenceModel(model, device=device, quantized=True)
+    positions = torch.arange(calib.seq_len, device=ref.device)
+    with torch.inference_mode():
+        hidden = [ref.embed(batch) for batch in calib.batches(batch_size)]
+    ref.release()
+    num_layers = model.spec.num_layers
+    for i in range(num_layers):
+        prefix = f"model.layers.{i}."
+        observer = observer_for(i)
+        ref.observers.append(observer)
+        try:
+            outputs = _run_layer(ref, i, hidden, positions)
+        finally:
+            ref.observers.remove(observer)
+        quantize_layer(LayerInputs(i, hidden, positions, ref))
+        ref.release(prefix)
+        if sequential:
+            outputs = _run_layer(ref, i, hidden, positions)
+        ref.release(prefix)
+        hidden = outputs
+        if progress is not None:
+            progress("calibrating layers", i + 1, num_layers)
+
+
+def _run_layer(ref, i: int, hidden: list[torch.Tensor], positions: torch.Tensor) -> list[torch.Tensor]:
+    with torch.inference_mode():
+        return [ref.layer(i, h, positions) for h in hidden]

@@ -1,0 +1,78 @@
+"""AWQ (Lin et al., 2023) as plain tensor kernels, driving any weight format.
+
+For linears W_i that share an input x [tokens, in], per-input-channel scales
+s = mean|x|^alpha (normalised to geometric mean 1) protect the salient channels:
+x W^T = (x / s) (W s)^T, and W s is what gets rounded. alpha is chosen on a grid to
+minimise the error of the concatenated outputs. A clipping search then shrinks each
+group's range where that lowers the group's output error.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_MIN_MEAN = 1e-4  # channels that never fire still get a finite scale
+
+
+def rtn_fake_quantize(fmt, w: torch.Tensor) -> torch.Tensor:
+    """w rounded to nearest by the format (tensor-wide scales bound to w first)."""
+    bind = getattr(fmt, "for_tensor", None)
+    fmt = bind(w) if bind is not None else fmt
+    return fmt.fake_quantize(w, fmt.choose_qparams(w))
+
+
+def awq_scales(x_mean: torch.Tensor, alpha: float) -> torch.Tensor:
+    """[in] scales mean|x|^alpha, normalised so max * min = 1."""
+    s = x_mean.float().clamp(min=_MIN_MEAN).pow(alpha)
+    return s / (s.max() * s.min()).sqrt()
+
+
+def search_scales(
+    x: torch.Tensor, x_mean: torch.Tensor, weights: list[torch.Tensor], fmt_of: list, grid: int = 20
+) -> tuple[torch.Tensor, float, list[float]]:
+    """Grid search of alpha in [0, 1); x [tokens, in] samples, weights [out_i, in] sharing
+    x, fmt_of[i] the format of weights[i] (None: left unrounded). Returns (scales [in], best alpha, losses)."""
+    x = x.float()
+    ws = [w.float() for w in weights]
+    ref = torch.cat([x @ w.T for w in ws], dim=1)  # [tokens, sum out]
+    losses: list[float] = []
+    best = (float("inf"), 0.0, torch.ones_like(x_mean, dtype=torch.float32))
+    for k in range(grid):
+        alpha = k / grid
+        s = awq_scales(x_mean, alpha)
+        xs = x / s
+        out = torch.cat([xs @ (w * s if f is None else rtn_fake_quantize(f, w * s)).T for w, f in zip(ws, fmt_of)], dim=1)
+        loss = (out - ref).pow(2).mean().item()
+        losses.append(loss)
+        if loss < best[0]:
+            best = (loss, alpha, s)
+    return best[2], best[1], losses
+
+
+def search_clip(x: torch.Tensor, w: torch.Tensor, fmt, grid: int = 20, max_shrink: float = 0.5) -> torch.Tensor:
+    """Per-(row, group) clipping threshold [out, groups] minimising each group's share of
+    the output error, over ranges amax * (1 - k / grid), k < max_shrink * grid."""
+    rows, cols = w.shape
+    gs = fmt.group_size or cols
+    xg = x.float().reshape(-1, cols // gs, gs)  # [tokens, G, gs]
+    wg = w.float().reshape(rows, cols // gs, gs)  # [rows, G, gs]
+    ref = torch.einsum("ngk,rgk->rgn", xg, wg)
+    amax = wg.abs().amax(-1, keepdim=True)  # [rows, G, 1]
+    best_err = torch.full(amax.shape[:2], float("inf"))
+    best = amax.clone()
+    for k in range(max(1, int(max_shrink * grid))):
+        max_val = amax * (1 - k / grid)
+        q = rtn_fake_quantize(fmt, wg.clamp(-max_val, max_val).reshape(rows, cols)).reshape(wg.shape)
+        err = (torch.einsum("ngk,rgk->rgn", xg, q) - ref).pow(2).mean(-1)  # [rows, G]
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best = torch.where(better.unsqueeze(-1), max_val, best)
+    return best.squeeze(-1)
+
+
+def apply_clip(w: torch.Tensor, max_val: torch.Tensor) -> torch.Tensor:
+    """w [out, in] clamped to +-max_val [out, groups] per group."""
+    rows, cols = w.shape
+    g = max_val.shape[1]
+    m = max_val.unsqueeze(-1)
+    return w.float().reshape(rows, g, cols // g).clamp(-m, m).reshape(rows, cols)

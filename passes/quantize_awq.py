@@ -1,0 +1,182 @@
+"""AWQ 4-bit weights (INT4 groups or NVFP4 blocks), calibrated layer by layer.
+
+Per decoder layer, for each set of linears sharing an input, per-input-channel scales
+are searched (`numerics.awq.search_scales`) and folded into what produces that input,
+so the model computes the same function before rounding:
+
+    input_layernorm          -> q_proj, k_proj, v_proj
+    v_proj (rows)            -> o_proj        (only when v_proj and o_proj have matching
+                                               sizes: with grouped-query attention one
+                                               v channel feeds several heads; skipped)
+    post_attention_layernorm -> gate_proj, up_proj   (Gemma 2/3: pre_feedforward_layernorm)
+    up_proj (rows)           -> down_proj
+
+A norm that scales by (offset + w) (Gemma: offset 1) becomes (offset + w) / s - offset.
+Folded tensors are written back to `model.tensors` in float32. Then each linear's
+groups get a clipping search and are rounded by the format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from inferc.calibration.layerwise import LayerInputs, calibrate_layerwise
+from inferc.compiler.errors import CalibrationError, RecipeError
+from inferc.compiler.ir import ModelIR
+from inferc.passes.base import Pass, PassContext, Requirement, register_pass
+from inferc.passes.numerics.awq import apply_clip, search_clip, search_scales
+from inferc.passes.numerics.choose import GroupSize, WeightFormatName, validate_options
+from inferc.passes.quantize_rtn import annotate_nvfp4_activations, bind_format, rtn_quantize, select_targets
+
+MIN_TOKENS = 256
+CLIP_TOKENS = 512  # tokens the clipping search measures on (as AutoAWQ)
+
+
+@dataclass
+class ScaleGroup:
+    """Linears (`consumers`, weight names) whose shared input is produced by `prev`."""
+
+    prev: str  # module name of the norm or linear producing the input
+    prev_is_norm: bool
+    consumers: list[str]
+
+
+def scale_groups(model: ModelIR, layer: int) -> tuple[list[ScaleGroup], list[str]]:
+    """The foldable groups of a decoder layer, and why any pair was skipped."""
+    p = f"model.layers.{layer}."
+    a, m = p + "self_attn.", p + "mlp."
+    mlp_norm = p + ("pre_feedforward_layernorm" if model.spec.sandwich_norm else "post_attention_layernorm")
+    groups = [ScaleGroup(p + "input_layernorm", True, [a + f"{n}_proj.weight" for n in "qkv"])]
+    skipped = []
+    v_out, o_in = model.tensors.shape(a + "v_proj.weight")[0], model.tensors.shape(a + "o_proj.weight")[1]
+    if v_out == o_in:
+        groups.append(ScaleGroup(a + "v_proj", False, [a + "o_proj.weight"]))
+    else:
+        skipped.append(f"v_proj->o_proj not folded: v_proj has {v_out} outputs, o_proj {o_in} inputs (grouped-query attention)")
+    groups.append(ScaleGroup(mlp_norm, True, [m + "gate_proj.weight", m + "up_proj.weight"]))
+    groups.append(ScaleGroup(m + "up_proj", False, [m + "down_proj.weight"]))
+    return groups, skipped
+
+
+def fold_scales(model: ModelIR, group: ScaleGroup, s: torch.Tensor) -> None:
+    """Divide `group.prev`'s output by s [in] and multiply the consumers' columns by s."""
+    t = model.tensors
+    for name in group.consumers:
+        t.set(name, t.get(name).float() * s)
+    w_prev = t.get(group.prev + ".weight").float()
+    if group.prev_is_norm:
+        off = model.spec.norm_offset
+        t.set(group.prev + ".weight", (off + w_prev) / s - off)
+        return
+    t.set(group.prev + ".weight", w_prev / s[:, None])
+    if group.prev + ".bias" in t:
+        t.set(group.prev + ".bias", t.get(group.prev + ".bias").float() / s)
+
+
+@dataclass
+class _InputSampler:
+    """Per linear input: sum |x| over all tokens, and every `stride`-th token kept."""
+
+    stride: int
+    abs_sum: dict[str, torch.Tensor] = field(default_factory=dict)
+    count: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+    def observe(self, name: str, x: torch.Tensor) -> None:
+        x = x.detach().reshape(-1, x.shape[-1]).float()
+        if name not in self.abs_sum:
+            self.abs_sum[name], self.count[name], self.samples[name] = torch.zeros(x.shape[-1]), 0, []
+        self.abs_sum[name] += x.abs().sum(0)
+        self.count[name] += x.shape[0]
+        self.samples[name].append(x[:: self.stride].clone())
+
+    def mean(self, name: str) -> torch.Tensor:
+        return self.abs_sum[name] / max(self.count[name], 1)
+
+    def x(self, name: str) -> torch.Tensor:
+        return torch.cat(self.samples[name])
+
+
+@register_pass("quantize_awq")
+class QuantizeAWQ(Pass):
+    @dataclass(frozen=True)
+    class Config:
+        format: WeightFormatName = WeightFormatName.INT4
+        group_size: GroupSize = "auto"
+        symmetric: bool = True
+        activations: Literal["none", "nvfp4"] = "none"
+        grid: int = 20
+        clip_search: bool = True
+        search_tokens: int = 2048  # tokens the grid and clip losses are measured on
+        sequential: bool = True
+        batch_size: int = 8
+        ignore: tuple[str, ...] = ("lm_head",)
+
+        def __post_init__(self) -> None:
+            validate_options(self.format, self.group_size, self.activations)
+            if self.grid < 1 or self.search_tokens < 1:
+                raise RecipeError(f"grid and search_tokens must be positive, found {self.grid} and {self.search_tokens}")
+
+    requires = (Requirement.CALIBRATION,)
+
+    def requirements(self) -> tuple[Requirement, ...]:
+        extra = (Requirement.ACTIVATION_STATS,) if self.config.activations == "nvfp4" else ()
+        return self.requires + extra
+
+    def run(self, model: ModelIR, ctx: PassContext) -> ModelIR:
+        cfg = self.config
+        calib = ctx.calibration
+        if calib is None:
+            raise RecipeError("quantize_awq needs calibration data; the recipe configures none")
+        if calib.num_tokens < MIN_TOKENS:
+            raise CalibrationError(
+                f"AWQ needs at least {MIN_TOKENS} calibration tokens to rank input channels; found {calib.num_tokens}; add sequences"
+            )
+        targets = select_targets(model, self.name, ctx, cfg.ignore)
+        formats = {name: bind_format(model, ctx, self.name, cfg, name) for name in targets}
+        sampler = _InputSampler(stride=max(1, calib.num_tokens // cfg.search_tokens))
+
+        def quantize_layer(inputs: LayerInputs) -> None:
+            self._quantize_layer(model, ctx, inputs.layer, sampler, formats)
+            sampler.abs_sum.clear(), sampler.count.clear(), sampler.samples.clear()
+
+        calibrate_layerwise(model, calib, lambda i: sampler.observe, quantize_layer, cfg.sequential, cfg.batch_size, ctx.device, ctx.progress)
+        for name in [n for n in targets if not n.startswith("model.layers.")]:
+            ctx.event(self.name, name, "fallback", "outside the decoder layers; rounded to nearest without scaling")
+            model.quantize(name, rtn_quantize(formats[name], model.dense(name)))
+        if cfg.activations == "nvfp4":
+            annotate_nvfp4_activations(model, ctx, self.name, targets)
+        return model
+
+    def _quantize_layer(self, model: ModelIR, ctx: PassContext, layer: int, sampler: _InputSampler, formats: dict) -> None:
+        groups, skipped = scale_groups(model, layer)
+        for why in skipped:
+            ctx.event(self.name, f"model.layers.{layer}", "awq_skip", why)
+        scales = {}
+        for g in groups:  # every search sees the layer's original weights and inputs
+            key = g.consumers[0]
+            if not bool((sampler.mean(key) > 0).any()):
+                ctx.event(self.name, key, "fallback", "calibration inputs are all zero; no AWQ scaling")
+                continue
+            fmts = [formats.get(n) for n in g.consumers]  # None: an ignored linear, kept exact
+            ws = [model.tensors.get(n) for n in g.consumers]
+            s, alpha, _ = search_scales(sampler.x(key), sampler.mean(key), ws, fmts, self.config.grid)
+            scales[key] = s
+            ctx.event(self.name, key, "awq_scale", f"alpha {alpha:.2f} for {len(g.consumers)} linear(s)")
+        for g in groups:
+            if g.consumers[0] in scales:
+                fold_scales(model, g, scales[g.consumers[0]])
+        for g in groups:
+            s = scales.get(g.consumers[0])
+            x = sampler.x(g.consumers[0]) if s is None else sampler.x(g.consumers[0]) / s
+            for name in (n for n in g.consumers if n in formats):
+                w = model.tensors.get(name).float()
+                if self.config.clip_search:
+                    xc = x[:: max(1, x.shape[0] // CLIP_TOKENS)]
+                    w = apply_clip(w, search_clip(xc, w, formats[name], self.config.grid))
+                model.quantize(name, rtn_quantize(formats[name], w))
+                model.weights[name].algorithm = "awq"
+

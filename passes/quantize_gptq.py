@@ -1,0 +1,127 @@
+"""GPTQ 4-bit weights (INT4 groups or NVFP4 blocks), calibrated layer by layer.
+
+Hessians of each decoder layer's linear inputs are accumulated while the layer runs on
+the calibration activations; q/k/v share one Hessian and gate/up another. In
+sequential mode the next layer is calibrated on the outputs of the quantized layers.
+Fallbacks, each recorded per layer: a Cholesky failure is retried with ten times the
+dampening (`cholesky_retry`); a Hessian still singular, or a linear whose calibration
+inputs are all zero, is rounded to nearest instead (`fallback`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from inferc.calibration.layerwise import LayerInputs, calibrate_layerwise
+from inferc.compiler.errors import CalibrationError, RecipeError
+from inferc.compiler.ir import ModelIR
+from inferc.passes.base import Pass, PassContext, Requirement, register_pass
+from inferc.passes.numerics.choose import GroupSize, WeightFormatName, validate_options
+from inferc.passes.numerics.gptq import HessianAccumulator, SingularHessianError, accumulate_hessian, gptq_quantize
+from inferc.passes.quantize_rtn import annotate_nvfp4_activations, bind_format, rtn_quantize, select_targets
+
+_SHARED_INPUT = {"k_proj": "q_proj", "v_proj": "q_proj", "up_proj": "gate_proj"}
+
+
+def hessian_key(name: str) -> str:
+    """Linears fed the same tensor share a Hessian: k/v use q's, up uses gate's."""
+    module, leaf = name.removesuffix(".weight").rsplit(".", 1)
+    return f"{module}.{_SHARED_INPUT.get(leaf, leaf)}.weight"
+
+
+@register_pass("quantize_gptq")
+class QuantizeGPTQ(Pass):
+    @dataclass(frozen=True)
+    class Config:
+        format: WeightFormatName = WeightFormatName.INT4
+        group_size: GroupSize = "auto"
+        symmetric: bool = True
+        activations: Literal["none", "nvfp4"] = "none"
+        block_size: int = 128
+        dampening: float = 0.01
+        act_order: bool = True
+        static_groups: bool = False
+        sequential: bool = True
+        batch_size: int = 8
+        ignore: tuple[str, ...] = ("lm_head",)
+
+        def __post_init__(self) -> None:
+            validate_options(self.format, self.group_size, self.activations)
+            if self.block_size <= 0 or not 0 < self.dampening < 1:
+                raise RecipeError(
+                    f"block_size must be positive and dampening in (0, 1), found {self.block_size} and {self.dampening}"
+                )
+
+    requires = (Requirement.CALIBRATION,)
+
+    def requirements(self) -> tuple[Requirement, ...]:
+        extra = (Requirement.ACTIVATION_STATS,) if self.config.activations == "nvfp4" else ()
+        return self.requires + extra
+
+    def run(self, model: ModelIR, ctx: PassContext) -> ModelIR:
+        cfg = self.config
+        if ctx.calibration is None:
+            raise RecipeError("quantize_gptq needs calibration data; the recipe configures none")
+        targets = select_targets(model, self.name, ctx, cfg.ignore)
+        formats = {name: bind_format(model, ctx, self.name, cfg, name) for name in targets}
+        _check_tokens(model, ctx, targets)
+        lm_head = [n for n in targets if not n.startswith("model.layers.")]
+        hessians: dict[str, HessianAccumulator] = {}
+        wanted = {hessian_key(n) for n in targets}
+
+        def observer_for(layer: int):
+            def observe(name: str, x) -> None:
+                if name in wanted and name.startswith(f"model.layers.{layer}."):
+                    acc = hessians.setdefault(name, HessianAccumulator.zeros(x.shape[-1]))
+                    accumulate_hessian(acc, x)
+
+            return observe
+
+        def quantize_layer(inputs: LayerInputs) -> None:
+            prefix = f"model.layers.{inputs.layer}."
+            for name in [n for n in targets if n.startswith(prefix)]:
+                self._quantize_one(model, ctx, name, formats[name], hessians.get(hessian_key(name)))
+            for key in [k for k in hessians if k.startswith(prefix)]:
+                del hessians[key]
+
+        calibrate_layerwise(model, ctx.calibration, observer_for, quantize_layer, cfg.sequential, cfg.batch_size, ctx.device, ctx.progress)
+        for name in lm_head:  # no Hessian of the head's input is collected: RTN, reported
+            ctx.event(self.name, name, "fallback", "outside the decoder layers; rounded to nearest")
+            model.quantize(name, rtn_quantize(formats[name], model.dense(name)))
+        if cfg.activations == "nvfp4":
+            annotate_nvfp4_activations(model, ctx, self.name, targets)
+        return model
+
+    def _quantize_one(self, model: ModelIR, ctx: PassContext, name: str, fmt, acc: HessianAccumulator | None) -> None:
+        cfg = self.config
+        w = model.dense(name)
+        if acc is None or acc.count == 0 or not bool((acc.sum_xxt.diagonal() > 0).any()):
+            ctx.event(self.name, name, "fallback", "calibration inputs are all zero; rounded to nearest")
+            model.quantize(name, rtn_quantize(fmt, w))
+            return
+        static = cfg.static_groups
+        if cfg.act_order and not static and fmt.group_size and fmt.format.value != "int4":
+            static = True  # NVFP4 has no g_idx: act-order needs groups fixed before permuting
+        try:
+            qw, loss = gptq_quantize(w, acc.hessian, fmt, cfg.block_size, cfg.dampening, cfg.act_order, static)
+        except SingularHessianError as exc:
+            ctx.event(self.name, name, "fallback", f"{exc}; rounded to nearest")
+            model.quantize(name, rtn_quantize(fmt, w))
+            return
+        if qw.meta["cholesky_retries"]:
+            ctx.event(self.name, name, "cholesky_retry", f"Cholesky failed {qw.meta['cholesky_retries']} time(s); dampening raised to {qw.meta['damp']:.3g}")
+        qw.meta["gptq_loss"] = loss
+        model.quantize(name, qw)
+
+
+def _check_tokens(model: ModelIR, ctx: PassContext, targets: list[str]) -> None:
+    """Refuse a calibration set with fewer tokens than a Hessian has columns: H would be
+    singular by construction and GPTQ would only be fitting the dampening."""
+    widest = max((model.tensors.shape(n)[1] for n in targets), default=0)
+    have = ctx.calibration.num_tokens
+    if have < widest:
+        raise CalibrationError(
+            f"GPTQ needs at least as many calibration tokens as the widest linear input ({widest}); "
+            f"found {have} ({ctx.calibration.num_sequences} x {ctx.calibration.seq_len}); add sequences or use quantize_rtn"
+        )

@@ -59,6 +59,8 @@ class PassContext:
     calibration: CalibrationSet | None = None
     events: list[LayerEvent] = field(default_factory=list)
     progress: Callable[[str, int, int], None] | None = None  # (label, done, total)
+    # per-input-column importance by linear weight name, given by the user (llama.cpp imatrix)
+    importance: dict[str, Any] | None = None
     _stats: ActivationStats | None = None
     _stats_factory: Callable[[], ActivationStats] | None = None
 

@@ -1,0 +1,67 @@
+"""Quantize every weight matrix into llama.cpp's block codecs under a mixture policy
+(Q4_K_M, Q4_K_S, Q5_K_M, Q8_0, F16), optionally weighted by an importance matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from inferc.compiler.ir import Granularity, ModelIR, QuantFormat, QuantizedWeight
+from inferc.passes.base import Pass, PassContext, Requirement, register_pass
+from inferc.passes.gguf_policy import choose_format
+from inferc.passes.numerics.ggml import CODECS
+
+
+@register_pass("quantize_gguf")
+class QuantizeGGUF(Pass):
+    @dataclass(frozen=True)
+    class Config:
+        mixture: Literal["q4_k_m", "q4_k_s", "q5_k_m", "q8_0", "f16"] = "q4_k_m"
+        use_imatrix: bool = False
+
+    requires = (Requirement.ACTIVATION_STATS,)
+
+    def requirements(self) -> tuple[Requirement, ...]:
+        return self.requires if self.config.use_imatrix else ()
+
+    def _importance(self, ctx: PassContext) -> dict[str, torch.Tensor]:
+        """Per-input-column mean squared activation of each linear (llama.cpp's imatrix)."""
+        if ctx.importance:
+            return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in ctx.importance.items()}
+        stats = ctx.activation_stats()
+        return {name: s.mean_sq().float() for name, s in stats.by_weight.items()}
+
+    def run(self, model: ModelIR, ctx: PassContext) -> ModelIR:
+        cfg = self.config
+        importance = self._importance(ctx) if cfg.use_imatrix else {}
+        names = [*model.linear_names(), "model.embed_tokens.weight"]
+        if not model.spec.tie_word_embeddings:
+            names.append("lm_head.weight")
+        for i, name in enumerate(names):
+            if model.is_quantized(name):
+                ctx.event(self.name, name, "skipped", f"already quantized as {model.weights[name].format.value}")
+                continue
+            shape = tuple(model.tensors.shape(name))
+            choice = choose_format(name, shape, model.spec, cfg.mixture)
+            if choice.fallback:
+                ctx.event(self.name, name, "fallback", f"{choice.wanted.value} -> {choice.format.value}: {choice.reason}")
+            w = model.dense(name).to(torch.float32)
+            model.quantize(name, self._encode(w, choice.format, importance.get(name), cfg.mixture, shape))
+            ctx.tick(self.name, i + 1, len(names))
+        return model
+
+    @staticmethod
+    def _encode(w: torch.Tensor, fmt: QuantFormat, imp: torch.Tensor | None, mixture: str, shape) -> QuantizedWeight:
+        if fmt is QuantFormat.GGUF_F16:
+            data = w.to(torch.float16).contiguous().view(torch.uint8)
+            bits = 16
+        else:
+            data = CODECS[fmt].quantize(w, importance=imp)
+            bits = 8
+        algorithm = "imatrix" if imp is not None and fmt in CODECS else "rtn"
+        return QuantizedWeight(
+            format=fmt, shape=(int(shape[0]), int(shape[1])), data=data, granularity=Granularity.BLOCK,
+            bits=bits, algorithm=algorithm, meta={"mixture": mixture},
+        )

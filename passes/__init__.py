@@ -2,6 +2,7 @@
 the whole registry (no discovery by scanning)."""
 
 from inferc.passes import quantize_fp8  # noqa: F401
+from inferc.passes import quantize_gguf  # noqa: F401
 from inferc.passes import quantize_awq, quantize_gptq, quantize_rtn  # noqa: F401
 from inferc.passes.base import (
     LayerEvent,

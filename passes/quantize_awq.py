@@ -169,14 +169,20 @@ class QuantizeAWQ(Pass):
         for g in groups:
             if g.consumers[0] in scales:
                 fold_scales(model, g, scales[g.consumers[0]])
-        for g in groups:
-            s = scales.get(g.consumers[0])
-            x = sampler.x(g.consumers[0]) if s is None else sampler.x(g.consumers[0]) / s
-            for name in (n for n in g.consumers if n in formats):
-                w = model.tensors.get(name).float()
-                if self.config.clip_search:
-                    xc = x[:: max(1, x.shape[0] // CLIP_TOKENS)]
-                    w = apply_clip(w, search_clip(xc, w, formats[name], self.config.grid))
-                model.quantize(name, rtn_quantize(formats[name], w))
-                model.weights[name].algorithm = "awq"
+        covered = {n for g in groups for n in g.consumers}
+        unscaled = [n for n in formats if n.startswith(f"model.layers.{layer}.") and n not in covered]
+        plan = [(g.consumers, sampler.x(g.consumers[0]), scales.get(g.consumers[0])) for g in groups]
+        plan += [([n], sampler.x(n), None) for n in unscaled]  # e.g. o_proj under GQA: clip search only
+        for names, x, s in plan:
+            x = x if s is None else x / s
+            for name in (n for n in names if n in formats):
+                self._clip_and_round(model, name, formats[name], x)
+
+    def _clip_and_round(self, model: ModelIR, name: str, fmt, x: torch.Tensor) -> None:
+        w = model.tensors.get(name).float()
+        if self.config.clip_search:
+            xc = x[:: max(1, x.shape[0] // CLIP_TOKENS)]
+            w = apply_clip(w, search_clip(xc, w, fmt, self.config.grid))
+        model.quantize(name, rtn_quantize(fmt, w))
+        model.weights[name].algorithm = "awq"
 

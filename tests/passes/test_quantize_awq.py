@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from inferc.passes import get_pass, make_config
+from inferc.passes.quantize_awq import fold_scales, scale_groups
+from quant4_helpers import calib_set, context, load, logits, mean_kl
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3", "gemma2"])
+def test_folding_scales_keeps_the_function(tiny_checkpoint, family):
+    model = load(tiny_checkpoint(family))
+    ids = calib_set(seed=2).tokens[:2]
+    base = logits(model, ids)
+    g = torch.Generator().manual_seed(0)
+    folded = 0
+    for layer in range(model.spec.num_layers):
+        groups, skipped = scale_groups(model, layer)
+        assert skipped  # the tiny models use grouped-query attention: v->o is not foldable
+        for grp in groups:
+            cols = model.tensors.shape(grp.consumers[0])[1]
+            fold_scales(model, grp, torch.rand(cols, generator=g) * 4 + 0.25)
+            folded += 1
+    after = logits(model, ids)
+    assert folded == 3 * model.spec.num_layers
+    assert not torch.equal(model.tensors.get("model.layers.0.mlp.up_proj.weight").float(), load(tiny_checkpoint(family)).dense("model.layers.0.mlp.up_proj.weight").float())
+    torch.testing.assert_close(after, base, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["int4", "nvfp4"])
+def test_awq_runs_and_is_no_worse_than_rtn(tiny_checkpoint, fmt):
+    path = tiny_checkpoint("llama")
+    calib = calib_set(n=16)
+    ids = calib.tokens[:4]
+    base = logits(load(path), ids)
+    results = {}
+    for name in ("quantize_rtn", "quantize_awq"):
+        model = load(path)
+        cls = get_pass(name)
+        ctx = context(model, calib)
+        results[name] = (cls(make_config(cls, {"format": fmt})).run(model, ctx), ctx)
+    awq, ctx = results["quantize_awq"]
+    assert set(awq.weights) == set(awq.linear_names())
+    assert all(q.algorithm == "awq" for q in awq.weights.values())
+    assert any(e.kind == "awq_scale" for e in ctx.events)
+    assert any(e.kind == "awq_skip" for e in ctx.events)
+    assert mean_kl(base, logits(awq, ids)) < mean_kl(base, logits(results["quantize_rtn"][0], ids))

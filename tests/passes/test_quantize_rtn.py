@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from inferc.compiler.errors import RecipeError
+from inferc.compiler.ir import QuantFormat
+from inferc.passes import get_pass, make_config
+from quant4_helpers import calib_set, context, load, logits, mean_kl
+
+
+def _run(path, **options):
+    model = load(path)
+    cls = get_pass("quantize_rtn")
+    calib = calib_set()
+    ctx = context(model, calib)
+    return cls(make_config(cls, options)).run(model, ctx), ctx
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_int4_auto_group_quantizes_every_linear(tiny_checkpoint, family):
+    path = tiny_checkpoint(family)
+    ids = calib_set(seed=1).tokens[:2]
+    base = logits(load(path), ids)
+    model, ctx = _run(path, format="int4", group_size="auto")
+    assert set(model.weights) == set(model.linear_names())
+    q = model.weights["model.layers.0.mlp.down_proj.weight"]
+    assert q.format is QuantFormat.INT4 and q.group_size == 128  # 128 inputs
+    assert any(e.kind == "group_size" and "auto group size 64" in e.detail for e in ctx.events)
+    kl = mean_kl(base, logits(model, ids))
+    assert 0 < kl < 0.05
+
+
+def test_group_size_that_does_not_divide_is_refused_before_any_work(tiny_checkpoint):
+    with pytest.raises(RecipeError, match="group size 48 does not divide the input dimension 64"):
+        _run(tiny_checkpoint("llama"), group_size=48)
+
+
+def test_w4a4_needs_nvfp4_weights():
+    cls = get_pass("quantize_rtn")
+    with pytest.raises(RecipeError, match="needs format: nvfp4"):
+        make_config(cls, {"format": "int4", "activations": "nvfp4"})
+
+
+def test_nvfp4_w4a4_annotates_static_input_scales(tiny_checkpoint):
+    path = tiny_checkpoint("llama")
+    ids = calib_set(seed=1).tokens[:2]
+    base = logits(load(path), ids)
+    w4a16, _ = _run(path, format="nvfp4")
+    w4a4, _ = _run(path, format="nvfp4", activations="nvfp4")
+    name = "model.layers.1.self_attn.q_proj.weight"
+    assert w4a4.weights[name].format is QuantFormat.NVFP4 and not w4a16.activations
+    assert w4a4.activations[name].global_scale > 0
+    kl16, kl4 = mean_kl(base, logits(w4a16, ids)), mean_kl(base, logits(w4a4, ids))
+    assert 0 < kl16 < kl4

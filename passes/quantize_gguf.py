@@ -31,7 +31,7 @@ class QuantizeGGUF(Pass):
         if ctx.importance:
             return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in ctx.importance.items()}
         stats = ctx.activation_stats()
-        return {name: s.mean_sq().float() for name, s in stats.by_weight.items()}
+        return {name: s.mean_sq.float() for name, s in stats.by_weight.items()}
 
     def run(self, model: ModelIR, ctx: PassContext) -> ModelIR:
         cfg = self.config

@@ -41,8 +41,8 @@ def nearest_int(v: np.ndarray) -> np.ndarray:
 
 def round_away(v: np.ndarray) -> np.ndarray:
     """C roundf: halves away from zero, exact for every float32."""
-    t = np.trunc(v)
-    return t + np.where(np.abs(v - t) >= F32(0.5), np.sign(v), F32(0)).astype(np.float32)
+    v64 = v.astype(np.float64)  # v +- 0.5 is exact in float64 for every float32 v
+    return np.trunc(v64 + np.copysign(0.5, v64)).astype(np.float32)
 
 
 def fp16_round(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

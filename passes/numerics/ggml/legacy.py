@@ -145,9 +145,9 @@ def quantize_q5_1_blocks(x, importance=None) -> torch.Tensor:
 def _q5_payload(codes: np.ndarray) -> np.ndarray:
     """codes [B, 32] (0..31; ggml keeps only 5 bits) -> [B, 4 + 16]: qh (little-endian u32), qs."""
     c = codes.astype(np.int64) & 0xFF
-    bits = (c >> 4) & 1  # [B, 32], bit j of qh is the 5th bit of code j
-    qh = (bits << np.arange(32, dtype=np.int64)).sum(axis=1).astype(np.uint32)
-    return np.concatenate([qh[:, None].view(np.uint8), pack_nibbles(c[:, :16], c[:, 16:])], axis=1)
+    bits = ((c >> 4) & 1).astype(np.uint8)  # [B, 32], bit j of qh is the 5th bit of code j
+    qh = np.packbits(bits, axis=1, bitorder="little")  # [B, 4] = little-endian u32
+    return np.concatenate([qh, pack_nibbles(c[:, :16], c[:, 16:])], axis=1)
 
 
 def _unpack_nibbles(qs: np.ndarray) -> np.ndarray:

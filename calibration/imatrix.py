@@ -1,0 +1,79 @@
+"""llama.cpp importance matrices (`imatrix.gguf`): read and write, with tensor names
+mapped between llama.cpp (`blk.N.attn_q.weight`) and HF (`model.layers.N.self_attn...`).
+
+The file holds, per weight, `<name>.in_sum2` (sum of squared inputs per column, F32
+[n_mat, n_per_row]) and `<name>.counts` (tokens seen, F32 [n_mat, 1]); the importance a
+quantizer uses is in_sum2 / counts, i.e. our ChannelStats.mean_sq.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inferc.calibration.stats import ActivationStats
+from inferc.compiler.errors import FormatError
+from inferc.compiler.ir.spec import ArchSpec
+from inferc.formats.gguf.names import gguf_name, hf_name
+
+_SUM2, _COUNTS = ".in_sum2", ".counts"
+
+
+def write_imatrix(path: Path, stats: ActivationStats, spec: ArchSpec, dataset: str = "", chunk_size: int = 512) -> None:
+    """Write activation statistics as a llama.cpp imatrix.gguf (atomic rename)."""
+    import gguf
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    w = gguf.GGUFWriter(tmp, arch="imatrix")
+    w.add_type("imatrix")
+    w.add_array("imatrix.datasets", [dataset] if dataset else [])
+    w.add_uint32("imatrix.chunk_count", max(1, stats.num_tokens // chunk_size))
+    w.add_uint32("imatrix.chunk_size", chunk_size)
+    for name in sorted(stats.by_weight):
+        g = gguf_name(name, spec)
+        if g is None:
+            continue
+        st = stats.by_weight[name]
+        w.add_tensor(g + _SUM2, st.sum_sq.to(torch.float32).reshape(1, -1).numpy())
+        w.add_tensor(g + _COUNTS, np.array([[float(st.count)]], dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    tmp.replace(path)
+
+
+def read_imatrix(path: Path, spec: ArchSpec) -> dict[str, torch.Tensor]:
+    """Importance (mean squared input per column) by HF weight name from an imatrix.gguf."""
+    import gguf
+
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"imatrix file '{path}' does not exist")
+    if path.read_bytes()[:4] != b"GGUF":
+        raise FormatError(f"'{path}' is not an imatrix.gguf (no GGUF magic); the legacy .dat format is not supported, convert it with llama-imatrix --in-file old.dat -o new.gguf")
+    try:
+        r = gguf.GGUFReader(str(path))
+    except (ValueError, IndexError, KeyError, OverflowError) as exc:
+        raise FormatError(f"'{path}' is a truncated or corrupt imatrix file ({exc})") from exc
+    tensors = {t.name: np.asarray(t.data, dtype=np.float32) for t in r.tensors}
+    out: dict[str, torch.Tensor] = {}
+    for tname, sums in tensors.items():
+        if not tname.endswith(_SUM2):
+            continue
+        base = tname[: -len(_SUM2)]
+        counts = tensors.get(base + _COUNTS)
+        if counts is None:
+            raise FormatError(f"'{path}': '{tname}' has no matching '{base}{_COUNTS}'")
+        name = hf_name(base, spec)
+        if name is None:
+            continue
+        sums2 = sums.reshape(counts.size, -1)
+        per = sums2 / np.maximum(counts.reshape(-1, 1), 1.0)
+        out[name] = torch.from_numpy(per.mean(axis=0).astype(np.float32))
+    if not out:
+        raise FormatError(f"'{path}' holds no importance entries for this model's tensors")
+    return out

@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import logging
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from inferc.compiler.errors import RecipeError
 from inferc.compiler.ir import ModelIR
+from inferc.compiler.schema import build_dataclass
 
 if TYPE_CHECKING:
     from inferc.calibration.dataset import CalibrationSet
@@ -142,65 +141,9 @@ def get_pass(name: str) -> type[Pass]:
     return _REGISTRY[name]
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Validate a YAML value against a Config field's type; str Enums accept their values."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, where)
-            except RecipeError as exc:
-                errors.append(str(exc))
-        raise RecipeError(errors[0] if errors else f"{where}: invalid value {value!r}")
-    if origin is typing.Literal:
-        if value not in args:
-            raise RecipeError(f"{where}: expected one of {', '.join(map(repr, args))}, found {value!r}")
-        return value
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise RecipeError(f"{where}: expected a list, found {value!r}")
-        inner = args[0] if args else Any
-        return tuple(_coerce(v, inner, where) for v in value)
-    if isinstance(annotation, type) and issubclass(annotation, Enum):
-        try:
-            return annotation(value)
-        except ValueError:
-            allowed = ", ".join(str(m.value) for m in annotation)
-            raise RecipeError(f"{where}: expected one of {allowed}, found {value!r}") from None
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise RecipeError(f"{where}: expected true or false, found {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RecipeError(f"{where}: expected an integer, found {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RecipeError(f"{where}: expected a number, found {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise RecipeError(f"{where}: expected a string, found {value!r}")
-        return value
-    return value
-
-
-def make_config(pass_cls: type[Pass], options: dict[str, Any] | None, where: str = "") -> Any:
+def make_config(
+    pass_cls: type[Pass], options: dict[str, Any] | None, where: str = "", lines: dict[str, int] | None = None
+) -> Any:
     """Build a pass's frozen Config from recipe options, naming any bad key or value."""
     options = dict(options or {})
-    hints = typing.get_type_hints(pass_cls.Config)
-    fields = {f.name for f in dataclasses.fields(pass_cls.Config)}
-    prefix = f"{where}pass '{pass_cls.name}'"
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise RecipeError(f"{prefix}: unknown option '{unknown[0]}'; allowed: {', '.join(sorted(fields)) or '(none)'}")
-    values = {k: _coerce(v, hints[k], f"{prefix} option '{k}'") for k, v in options.items()}
-    try:
-        return pass_cls.Config(**values)
-    except (TypeError, ValueError) as exc:
-        raise RecipeError(f"{prefix}: {exc}") from exc
+    return build_dataclass(pass_cls.Config, options, f"{where}pass '{pass_cls.name}' options", lines)

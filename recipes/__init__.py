@@ -1,1 +1,1 @@
-
+"""Shipped recipe presets: `--quant NAME` resolves to NAME.yaml here."""

@@ -53,6 +53,12 @@ class TensorStore:
             return tuple(self._memory[name].shape)
         return self._meta[name][0]
 
+    def dtype(self, name: str) -> str:
+        """Stored dtype name ("BF16", "F8_E4M3", ...; torch's name for in-memory tensors)."""
+        if name in self._memory:
+            return str(self._memory[name].dtype).removeprefix("torch.")
+        return self._meta[name][1]
+
     def get(self, name: str) -> torch.Tensor:
         if name in self._memory:
             return self._memory[name]

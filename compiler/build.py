@@ -1,0 +1,311 @@
+"""The build driver: recipe -> plan -> load -> calibrate -> passes -> export -> evaluate
+-> report + manifest, written into a temporary directory renamed into place at the end.
+
+Steps, in order (each timed into the report):
+  plan        recipe validated, passes configured, target checked: before any weight is read
+  load        checkpoint opened as IR (memory-mapped) and validated
+  data        calibration and evaluation token sets
+  calibrate   activation statistics, once, if a pass needs them
+  <passes>    the pipeline
+  export      each export format
+  evaluate    quality against the unquantized model, speed
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inferc.calibration.corpus import load_tokenizer, read_hf_dataset, read_text_file, sample_from_model, sample_sequences, tokenize
+from inferc.calibration.dataset import CalibrationSet
+from inferc.calibration.stats import collect_activation_stats
+from inferc.compiler.default_model import DEFAULT_MODEL_NAME, ensure_default_model
+from inferc.compiler.errors import GateFailedError, InferCError
+from inferc.compiler.ir import ModelIR
+from inferc.compiler.manifest import MANIFEST_FILE, make_manifest
+from inferc.compiler.memory import PeakMemory
+from inferc.compiler.pipeline import Plan, make_plan, run_plan
+from inferc.compiler.recipe import EvalConfig, Recipe
+from inferc.compiler.targets import ExportFormat, Quant, Target, get_target
+from inferc.formats.hf.reader import load_checkpoint
+from inferc.passes import PassContext, Requirement
+
+Progress = Callable[[str, int, int], None]
+Step = Callable[[str], None]
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+HF_DIR = "hf"
+GGUF_FILE = "model.gguf"
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    report: dict[str, Any]
+    gates_failed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Data:
+    calibration: CalibrationSet | None
+    eval_tokens: torch.Tensor | None  # [tokens] corpus stream, or [n, L] held-out samples
+    eval_source: str
+    eval_is_corpus: bool
+
+
+def resolve_target(recipe: Recipe) -> tuple[Target, str | None]:
+    if not recipe.target:
+        raise InferCError("no target: pass --target (see `inferc targets`) or set 'target:' in the recipe")
+    target = get_target(recipe.target)
+    quant = recipe.quant or target.default_quant
+    return target, target.check(quant, emulate=recipe.emulate)
+
+
+def check_output_dir(out_dir: Path, force: bool) -> None:
+    if out_dir.exists() and not force:
+        raise InferCError(f"output directory '{out_dir}' already exists; pass --force to replace it")
+
+
+_HELD_OUT_SEED_OFFSET = 1_000_003
+
+
+def _stream(dataset: str, recipe_part: Any, model_dir: Path) -> tuple[torch.Tensor, str]:
+    tok = load_tokenizer(model_dir)
+    split, text_field = getattr(recipe_part, "split", "train"), getattr(recipe_part, "text_field", "text")
+    if dataset.startswith("hf:"):
+        name, _, config = dataset[3:].partition(":")
+        text = read_hf_dataset(name, split, config or None, text_field)
+    else:
+        text = read_text_file(dataset, text_field)
+    return tokenize(tok, text), Path(dataset).name if not dataset.startswith("hf:") else dataset
+
+
+def evaluation_tokens(ev: EvalConfig, ir: ModelIR, seed: int, device: str) -> tuple[torch.Tensor, str, bool]:
+    """(tokens, description, is_corpus): the first ctx_len * chunks tokens of the corpus
+    as one stream, or, with no corpus, held-out [n, L] samples of the model's own text
+    (a seed distinct from calibration's)."""
+    if ev.dataset:
+        stream, name = _stream(ev.dataset, ev, ir.source.path)
+        end = min(stream.numel(), ev.ctx_len * ev.chunks)
+        return stream[:end], f"{name} tokens[0:{end}]", True
+    held_out_seed = seed + _HELD_OUT_SEED_OFFSET
+    tokens = sample_from_model(ir, ev.num_samples, ev.sample_len, seed=held_out_seed, device=device).tokens
+    return tokens, f"held-out text sampled from the model (no corpus), {ev.num_samples}x{ev.sample_len} tokens, seed {held_out_seed}", False
+
+
+def prepare_data(recipe: Recipe, plan: Plan, ir: ModelIR, device: str) -> _Data:
+    """Calibration and evaluation tokens. With the same corpus for both, calibration
+    samples only from the tokens after the evaluation region, so they stay disjoint."""
+    cal_cfg, ev = recipe.calibration, recipe.eval
+    eval_tokens, eval_source, is_corpus = None, "", False
+    if ev.enabled:
+        eval_tokens, eval_source, is_corpus = evaluation_tokens(ev, ir, cal_cfg.seed, device)
+    calib = None
+    if plan.needs_calibration:
+        if cal_cfg.dataset:
+            stream, name = _stream(cal_cfg.dataset, cal_cfg, ir.source.path)
+            same = is_corpus and Path(ev.dataset).resolve() == Path(cal_cfg.dataset).resolve()
+            start = eval_tokens.numel() if same else 0
+            calib = sample_sequences(stream[start:], cal_cfg.num_sequences, cal_cfg.seq_len, cal_cfg.seed, f"{name} tokens[{start}:]")
+        else:
+            calib = sample_from_model(ir, cal_cfg.num_sequences, cal_cfg.seq_len, seed=cal_cfg.seed, device=device)
+    return _Data(calib, eval_tokens, eval_source, is_corpus)
+
+
+def _timed(records: list[dict[str, Any]], name: str, fn: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    with PeakMemory() as mem:
+        out = fn()
+    records.append({"step": name, "seconds": round(time.perf_counter() - start, 3), "peak_rss_mb": round(mem.peak_rss / 2**20, 1),
+                    "peak_cuda_mb": round(mem.peak_cuda / 2**20, 1)})
+    return out
+
+
+def _export(model: ModelIR, recipe: Recipe, target: Target, root: Path) -> list[tuple[ExportFormat, Path]]:
+    from inferc.formats.gguf import export_gguf
+    from inferc.formats.hf.writer import export_hf
+
+    out = []
+    for spec in recipe.export or tuple({"format": f} for f in target.default_formats):
+        fmt = spec.format if hasattr(spec, "format") else spec["format"]
+        if fmt is ExportFormat.HF:
+            layout = getattr(spec, "layout", "compressed-tensors")
+            path = root / (HF_DIR if layout == "compressed-tensors" else f"{HF_DIR}-{layout}")
+            export_hf(model, path, layout=layout)
+        else:
+            path = root / GGUF_FILE
+            export_gguf(model, path)
+        out.append((fmt, path))
+    return out
+
+
+def _candidate_backend(fmt: ExportFormat, path: Path, device: str):
+    """A backend that runs the exported bytes, not the in-memory IR."""
+    if fmt is ExportFormat.GGUF:
+        from inferc.runtime.llamacpp_backend import LlamaCppBackend
+
+        return LlamaCppBackend(path)
+    from inferc.runtime.torch_backend import TorchBackend
+
+    return TorchBackend(load_checkpoint(path), device=device)
+
+
+def build(
+    recipe: Recipe,
+    out_dir: Path,
+    model_dir: Path | None = None,
+    force: bool = False,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    step: Step | None = None,
+) -> BuildResult:
+    """Run a whole build. Raises InferCError subclasses for bad input; raises
+    GateFailedError after the artifact is written when a recipe gate fails."""
+    from inferc.runtime.report import evaluate_gates, render_markdown
+
+    announce = step or (lambda _s: None)
+    records: list[dict[str, Any]] = []
+    start_all = time.perf_counter()
+
+    announce("plan")
+    target, emulation_note = _timed(records, "plan", lambda: resolve_target(recipe))
+    plan = make_plan(recipe)
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, force)
+
+    announce("load")
+    if model_dir is None and recipe.model:
+        model_dir = Path(recipe.model)
+    model_label = str(model_dir) if model_dir else f"{DEFAULT_MODEL_NAME} (embedded default)"
+    if model_dir is None:
+        model_dir = _timed(records, "prepare default model", ensure_default_model)
+    ir = _timed(records, "load", lambda: load_checkpoint(model_dir))
+    base_ir = load_checkpoint(model_dir, validate=False)  # the unquantized reference
+
+    announce("data")
+    data = _timed(records, "data", lambda: prepare_data(recipe, plan, ir, device))
+    ctx = PassContext(device=device, calibration=data.calibration, progress=progress)
+    if data.calibration is not None:
+        calib = data.calibration
+        ctx._stats_factory = lambda: collect_activation_stats(ir, calib, device, recipe.calibration.batch_size, progress)
+        if Requirement.ACTIVATION_STATS in plan.requirements:
+            announce("calibrate")
+            _timed(records, "calibrate", ctx.activation_stats)
+
+    announce("passes")
+    ir, pass_records = run_plan(plan, ir, ctx)
+    records += [{"step": f"pass:{r.name}", "seconds": round(r.seconds, 3), "peak_rss_mb": round(r.peak_rss_mb, 1),
+                 "peak_cuda_mb": round(r.peak_cuda_mb, 1)} for r in pass_records]
+
+    tmp = out_dir.parent / f".{out_dir.name}.inferc-tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        announce("export")
+        exports = _timed(records, "export", lambda: _export(ir, recipe, target, tmp))
+        quality, speed = None, None
+        if recipe.eval.enabled and exports:
+            announce("evaluate")
+            quality, speed = _timed(records, "evaluate", lambda: _evaluate(recipe, base_ir, exports[0], data, device, progress))
+        report = _report(recipe, target, emulation_note, model_label, ir, data, pass_records, ctx, records, exports, tmp, quality, speed)
+        gates = evaluate_gates(recipe.gates, quality, speed, report.get("size"))
+        report["gates"] = [g.to_dict() for g in gates]
+        report["total_seconds"] = round(time.perf_counter() - start_all, 2)
+        (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2, default=_json_default))
+        (tmp / REPORT_MD).write_text(render_markdown(report))
+        manifest = make_manifest(
+            tmp, recipe.to_dict(), target.name,
+            {"path": str(ir.source.path), "name": model_label, "sha256": ir.source.sha256},
+            {"source": data.calibration.source, "sha256": data.calibration.sha256()} if data.calibration else None,
+        )
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    failed = [g.name for g in gates if not g.passed]
+    result = BuildResult(out_dir, report, failed)
+    if failed:
+        raise GateFailedError(f"quality gates failed: {', '.join(failed)} (artifact written to {out_dir}; see report.md)")
+    return result
+
+
+def _evaluate(recipe: Recipe, base_ir: ModelIR, export: tuple[ExportFormat, Path], data: _Data, device: str, progress: Progress | None):
+    from inferc.runtime.evaluate import compare_logits
+    from inferc.runtime.speed import measure_speed
+    from inferc.runtime.torch_backend import TorchBackend
+
+    ev = recipe.eval
+    reference = TorchBackend(base_ir, device=device, quantized=False)
+    candidate = _candidate_backend(export[0], export[1], device)
+    try:
+        quality = compare_logits(reference, candidate, data.eval_tokens, ctx_len=ev.ctx_len, n_chunks=ev.chunks, method=ev.method)
+        speed = None
+        if ev.speed.enabled:
+            speed = measure_speed(candidate, prompt_len=ev.speed.prompt_len, gen_len=ev.speed.gen_len, repeats=ev.speed.repeats)
+    finally:
+        candidate.close()
+        reference.close()
+    return quality, speed
+
+
+def size_summary(ir: ModelIR, paths: list[Path]) -> dict[str, Any]:
+    """Artifact bytes and bits per weight: over every parameter (what the artifact
+    costs), and over the quantized linears alone (codes plus their scales)."""
+    total = sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+    params = ir.num_parameters()
+    q = list(ir.weights.values())
+    q_params = sum(w.shape[0] * w.shape[1] for w in q)
+    return {
+        "artifact_bytes": total,
+        "artifact_mb": round(total / 2**20, 2),
+        "parameters": params,
+        "bits_per_weight": round(8 * total / max(params, 1) / max(len(paths), 1), 3),
+        "quantized_linears": len(q),
+        "quantized_bits_per_weight": round(8 * sum(w.storage_bytes() for w in q) / q_params, 3) if q_params else None,
+    }
+
+
+def _report(recipe, target, emulation_note, model_label, ir, data, pass_records, ctx, records, exports, root, quality, speed) -> dict[str, Any]:
+    return {
+        "model": {"name": model_label, "path": str(ir.source.path), "sha256": ir.source.sha256,
+                  "architecture": ir.spec.model_type, "parameters": ir.num_parameters()},
+        "target": {"name": target.name, "arch": target.arch, "emulation": emulation_note},
+        "recipe": recipe.name,
+        "quant": (recipe.quant or target.default_quant).value,
+        "calibration": {"source": data.calibration.source, "sha256": data.calibration.sha256()} if data.calibration else None,
+        "evaluation_data": data.eval_source,
+        "no_corpus": not data.eval_is_corpus,
+        "steps": records,
+        "passes": [{"name": r.name, "seconds": round(r.seconds, 3), "peak_rss_mb": round(r.peak_rss_mb, 1), "options": r.options}
+                   for r in pass_records],
+        "events": [vars(e) for e in ctx.events],
+        "unquantized": dict(ir.unquantized),
+        "exports": [{"format": f.value, "path": p.relative_to(root).as_posix()} for f, p in exports],
+        "size": size_summary(ir, [p for _, p in exports]),
+        "quality": quality.to_dict() if quality is not None else None,
+        "speed": speed.to_dict() if speed is not None else None,
+    }
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (Quant, ExportFormat)):
+        return o.value
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+

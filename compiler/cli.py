@@ -1,0 +1,228 @@
+"""The `inferc` command line. It owns the terminal: progress bars on stderr, a summary
+table at the end, and one line plus a documented exit code for every user error."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from inferc.compiler import __version__
+from inferc.compiler.errors import ExitCode, InferCError
+from inferc.compiler.targets import TARGETS, Quant
+
+
+class _Bars:
+    """tqdm bars keyed by label, driven by the library's progress(label, done, total)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self._bars.get(label)
+        if bar is None:
+            bar = self._bars[label] = tqdm(total=total, desc=label, file=sys.stderr, leave=False, dynamic_ncols=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            del self._bars[label]
+
+
+def _step(name: str) -> None:
+    click.echo(f"[inferc] {name}", err=True)
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max((len(k) for k, _ in rows), default=0)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="inferc")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """inferc: quantize, compile and validate LLMs."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@cli.command()
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), help="HF checkpoint directory (default: the embedded SmolLM2-135M).")
+@click.option("--target", help="Deployment target (see `inferc targets`).")
+@click.option("--quant", type=click.Choice([q.value for q in Quant]), help="Quantization preset; default: the target's.")
+@click.option("--recipe", "recipe_file", type=click.Path(path_type=Path), help="Recipe YAML (instead of --quant).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output directory (default: out/<model>-<quant>-<target>).")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--emulate", is_flag=True, help="Allow a quant the target cannot run natively.")
+@click.option("--dataset", help="Corpus for calibration and evaluation (.txt/.jsonl, or hf:<name>); default: text sampled from the model.")
+@click.option("--eval-chunks", type=int, help="Evaluation chunks of ctx_len tokens.")
+@click.option("--no-eval", is_flag=True, help="Skip evaluation (no quality/speed report, gates not checked).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for calibration and the reference runtime.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def build(model_dir, target, quant, recipe_file, out_dir, force, emulate, dataset, eval_chunks, no_eval, device, quiet) -> None:
+    """Build an artifact: quantize, export, evaluate, report."""
+    import dataclasses
+
+    from inferc.compiler.build import build as run_build
+    from inferc.compiler.recipe import load_preset, load_recipe
+    from inferc.compiler.targets import get_target
+
+    if recipe_file and quant:
+        raise click.UsageError("give either --recipe or --quant, not both")
+    if recipe_file:
+        recipe = load_recipe(recipe_file)
+    else:
+        tgt = get_target(target or "h100") if (target or not quant) else None
+        chosen = Quant(quant) if quant else tgt.default_quant  # type: ignore[union-attr]
+        recipe = load_preset(chosen.value)
+    recipe = recipe.with_overrides(target=target, emulate=emulate or None)
+    if recipe.target is None:
+        raise click.UsageError("no target: pass --target (see `inferc targets`)")
+    if dataset:
+        recipe = dataclasses.replace(
+            recipe,
+            calibration=dataclasses.replace(recipe.calibration, dataset=dataset),
+            eval=dataclasses.replace(recipe.eval, dataset=dataset),
+        )
+    if eval_chunks:
+        recipe = dataclasses.replace(recipe, eval=dataclasses.replace(recipe.eval, chunks=eval_chunks))
+    if no_eval:
+        recipe = dataclasses.replace(recipe, eval=dataclasses.replace(recipe.eval, enabled=False), gates={})
+    if out_dir is None:
+        name = Path(model_dir).name if model_dir else "smollm2-135m-instruct"
+        out_dir = Path("out") / f"{name}-{(recipe.quant.value if recipe.quant else recipe.name)}-{recipe.target}".lower()
+    try:
+        result = run_build(recipe, out_dir, model_dir=model_dir, force=force, device=device, progress=_Bars(not quiet), step=_step)
+        report = result.report
+    except InferCError as exc:
+        report_file = Path(out_dir) / "report.json"
+        if exc.exit_code is ExitCode.GATE_FAILED and report_file.is_file():
+            _print_summary(json.loads(report_file.read_text()))
+        raise
+    _print_summary(report)
+    click.echo(f"artifact: {out_dir}")
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    from inferc.runtime.report import summary_rows
+
+    click.echo(_table(summary_rows(report)))
+
+
+@cli.command("eval")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--reference", type=click.Path(path_type=Path), help="Unquantized checkpoint to compare with (default: the artifact's source).")
+@click.option("--dataset", help="Corpus (.txt/.jsonl); default: held-out text sampled from the reference model.")
+@click.option("--ctx-len", default=512, show_default=True)
+@click.option("--chunks", default=40, show_default=True)
+@click.option("--method", type=click.Choice(["half", "full"]), default="half", show_default=True)
+@click.option("--speed/--no-speed", default=True, show_default=True)
+@click.option("--json-out", type=click.Path(path_type=Path), help="Write the evaluation as JSON here.")
+@click.option("--device", default="cpu", show_default=True)
+def eval_cmd(artifact, reference, dataset, ctx_len, chunks, method, speed, json_out, device) -> None:
+    """Evaluate an artifact (artifact directory, HF checkpoint or .gguf) against its reference."""
+    from inferc.compiler.evaluate import evaluate_artifact
+
+    result = evaluate_artifact(artifact, reference, dataset, ctx_len, chunks, method, speed, device)
+    if json_out:
+        Path(json_out).write_text(json.dumps(result, indent=2))
+    from inferc.runtime.report import summary_rows
+
+    click.echo(_table(summary_rows(result)))
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--tensors/--no-tensors", default=False, help="List every tensor.")
+def inspect(path, tensors) -> None:
+    """Shapes, dtypes, quantization layout and bits per weight of a checkpoint, artifact or GGUF."""
+    from inferc.compiler.inspect import inspect_path
+
+    summary, rows = inspect_path(path)
+    click.echo(_table(summary))
+    if tensors:
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))] if rows else []
+        for r in rows:
+            click.echo("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+@cli.group()
+def recipe() -> None:
+    """Validate and show recipes."""
+
+
+@recipe.command("validate")
+@click.argument("file", type=click.Path(path_type=Path))
+def recipe_validate(file) -> None:
+    """Check a recipe: schema, pass options, target/quant combination."""
+    from inferc.compiler.build import resolve_target
+    from inferc.compiler.pipeline import make_plan
+    from inferc.compiler.recipe import load_recipe
+
+    r = load_recipe(file)
+    plan = make_plan(r)
+    note = resolve_target(r)[1] if r.target else None
+    click.echo(f"{file}: valid (recipe '{r.name}', {len(plan.passes)} passes: {', '.join(p.name for p in plan.passes) or 'none'})")
+    if note:
+        click.echo(f"note: {note}")
+
+
+@recipe.command("show")
+@click.argument("name")
+def recipe_show(name) -> None:
+    """Print a shipped preset (see `inferc recipe list`)."""
+    from inferc.compiler.recipe import preset_text
+
+    click.echo(preset_text(name), nl=False)
+
+
+@recipe.command("list")
+def recipe_list() -> None:
+    """List the shipped presets."""
+    from inferc.compiler.recipe import load_preset, preset_names
+
+    for name in preset_names():
+        click.echo(f"  {name.ljust(10)} {load_preset(name).description}")
+
+
+@cli.command()
+def targets() -> None:
+    """The deployment targets, their native precisions and defaults."""
+    rows = [("target", "arch", "native", "default --quant", "exports")]
+    for t in TARGETS.values():
+        rows.append((t.name, t.arch, ", ".join(q.value for q in t.native), t.default_quant.value, ", ".join(f.value for f in t.default_formats)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line on stderr and a documented exit code."""
+    try:
+        cli.main(args=argv, prog_name="inferc", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("inferc: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        click.echo(f"inferc: {exc.format_message()}", err=True)
+        return ExitCode.USAGE
+    except InferCError as exc:
+        click.echo(f"inferc: error: {exc}", err=True)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("inferc: interrupted", err=True)
+        return 130
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

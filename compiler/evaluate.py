@@ -1,0 +1,77 @@
+"""`inferc eval`: run an existing artifact through its runtime backend and compare it
+with its unquantized reference, in the same report format as `inferc build`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from inferc.compiler.build import REPORT_JSON, evaluation_tokens
+from inferc.compiler.errors import CheckpointError, InferCError
+from inferc.compiler.manifest import MANIFEST_FILE
+from inferc.compiler.recipe import EvalConfig
+from inferc.formats.hf.reader import load_checkpoint
+
+
+def _resolve(artifact: Path, reference: Path | None) -> tuple[str, Path, Path]:
+    """(kind, candidate path, reference checkpoint dir) for an artifact directory,
+    an HF checkpoint directory or a .gguf file."""
+    artifact = Path(artifact)
+    if not artifact.exists():
+        raise CheckpointError(f"'{artifact}' does not exist; pass an artifact directory, a checkpoint directory or a .gguf file")
+    if artifact.is_dir() and (artifact / MANIFEST_FILE).is_file():
+        manifest = json.loads((artifact / MANIFEST_FILE).read_text())
+        report = json.loads((artifact / REPORT_JSON).read_text()) if (artifact / REPORT_JSON).is_file() else {}
+        exports = report.get("exports") or []
+        if not exports:
+            raise CheckpointError(f"artifact '{artifact}' lists no exported formats in {REPORT_JSON}")
+        first = exports[0]
+        ref = reference or Path(manifest["source"]["path"])
+        return first["format"], artifact / first["path"], ref
+    if reference is None:
+        raise InferCError(f"'{artifact}' is not an inferc artifact (no {MANIFEST_FILE}); pass --reference with the unquantized checkpoint")
+    if artifact.is_file() and artifact.suffix == ".gguf":
+        return "gguf", artifact, reference
+    return "hf", artifact, reference
+
+
+def evaluate_artifact(
+    artifact: Path,
+    reference: Path | None,
+    dataset: str | None,
+    ctx_len: int,
+    chunks: int,
+    method: str,
+    speed: bool,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    from inferc.runtime.evaluate import compare_logits
+    from inferc.runtime.speed import measure_speed
+    from inferc.runtime.torch_backend import TorchBackend
+
+    kind, path, ref_dir = _resolve(artifact, reference)
+    ref_ir = load_checkpoint(ref_dir)
+    ev = EvalConfig(dataset=dataset, ctx_len=ctx_len, chunks=chunks, method=method)  # type: ignore[arg-type]
+    tokens, source, _ = evaluation_tokens(ev, ref_ir, seed=0, device=device)
+    if kind == "gguf":
+        from inferc.runtime.llamacpp_backend import LlamaCppBackend
+
+        candidate = LlamaCppBackend(path)
+    else:
+        candidate = TorchBackend(load_checkpoint(path), device=device)
+    reference_backend = TorchBackend(ref_ir, device=device, quantized=False)
+    try:
+        quality = compare_logits(reference_backend, candidate, tokens, ctx_len=ctx_len, n_chunks=chunks, method=method)
+        spd = measure_speed(candidate) if speed else None
+    finally:
+        candidate.close()
+        reference_backend.close()
+    return {
+        "artifact": str(artifact),
+        "backend": candidate.name,
+        "reference": str(ref_dir),
+        "evaluation_data": source,
+        "quality": quality.to_dict(),
+        "speed": spd.to_dict() if spd is not None else None,
+    }

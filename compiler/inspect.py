@@ -1,0 +1,78 @@
+"""`inferc inspect`: what a checkpoint, artifact or GGUF holds, and at how many bits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from inferc.compiler.errors import CheckpointError
+from inferc.compiler.manifest import MANIFEST_FILE
+from inferc.formats.hf.reader import load_checkpoint
+
+Rows = list[tuple[str, str]]
+
+
+def inspect_path(path: Path) -> tuple[Rows, list[tuple]]:
+    """(summary rows, per-tensor rows) for a .gguf file, an artifact or a checkpoint."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".gguf":
+        return _inspect_gguf(path)
+    if path.is_dir() and (path / MANIFEST_FILE).is_file():
+        return _inspect_artifact(path)
+    if path.is_dir():
+        return _inspect_checkpoint(path)
+    raise CheckpointError(f"'{path}' is not a checkpoint directory, an inferc artifact or a .gguf file")
+
+
+def _inspect_checkpoint(path: Path) -> tuple[Rows, list[tuple]]:
+    ir = load_checkpoint(path, validate=False)
+    weight_bytes = sum(f.stat().st_size for f in ir.tensors.files())
+    params = ir.num_parameters() + sum(
+        w.shape[0] * w.shape[1] for n, w in ir.weights.items() if n not in ir.tensors
+    )
+    formats = sorted({w.format.value for w in ir.weights.values()})
+    summary = [
+        ("path", str(path)),
+        ("architecture", f"{ir.spec.model_type} ({ir.spec.num_layers} layers, hidden {ir.spec.hidden_size})"),
+        ("parameters", f"{params:,}"),
+        ("weight bytes", f"{weight_bytes:,} ({weight_bytes / 2**20:.1f} MiB)"),
+        ("bits per weight", f"{8 * weight_bytes / max(params, 1):.3f}"),
+        ("quantized linears", f"{len(ir.weights)} ({', '.join(formats) or 'none'})"),
+    ]
+    rows: list[tuple] = [("tensor", "shape", "stored", "quantization", "bits/weight")]
+    for name in sorted(set(ir.tensors.names()) | set(ir.weights)):
+        q = ir.weights.get(name)
+        if q is not None:
+            layout = f"{q.format.value} {q.granularity.value}" + (f" g{q.group_size}" if q.group_size else "")
+            layout += "" if q.symmetric else " asym"
+            layout += " g_idx" if q.g_idx is not None else ""
+            rows.append((name, "x".join(map(str, q.shape)), str(q.data.dtype).removeprefix("torch."), layout, f"{q.bits_per_weight:.3f}"))
+        else:
+            rows.append((name, "x".join(map(str, ir.tensors.shape(name))), ir.tensors.dtype(name), "-", "-"))
+    return summary, rows
+
+
+def _inspect_gguf(path: Path) -> tuple[Rows, list[tuple]]:
+    from inferc.formats.gguf import read_gguf_summary
+
+    s = read_gguf_summary(path)
+    return s.summary_rows(), s.tensor_rows()
+
+
+def _inspect_artifact(path: Path) -> tuple[Rows, list[tuple]]:
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    summary: Rows = [
+        ("artifact", str(path)),
+        ("target", manifest.get("target", "?")),
+        ("recipe", str((manifest.get("recipe") or {}).get("name"))),
+        ("source", f"{manifest['source'].get('name')} (sha256 {manifest['source'].get('sha256', '')[:12]})"),
+        ("inferc", str(manifest["versions"].get("inferc"))),
+        ("files", str(len(manifest.get("files", [])))),
+    ]
+    rows: list[tuple] = []
+    for sub in sorted(path.iterdir()):
+        if sub.suffix == ".gguf" or (sub.is_dir() and (sub / "config.json").is_file()):
+            inner, inner_rows = inspect_path(sub)
+            summary += [(f"{sub.name}: {k}", v) for k, v in inner if k != "path"]
+            rows += inner_rows if not rows else inner_rows[1:]
+    return summary, rows

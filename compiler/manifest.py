@@ -1,0 +1,64 @@
+"""manifest.json: what an artifact is and how it was made, with every file's hash."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from inferc.compiler import __version__
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_VERSION = 1
+_TRACKED_PACKAGES = ("torch", "numpy", "safetensors", "transformers", "compressed-tensors", "gguf", "llama-cpp-python", "tokenizers")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"inferc": __version__, "python": platform.python_version()}
+    for pkg in _TRACKED_PACKAGES:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return versions
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_files(root: Path, exclude: tuple[str, ...] = (MANIFEST_FILE,)) -> list[dict[str, Any]]:
+    """Every file under root (relative path, size, sha256), sorted by path."""
+    out = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel in exclude:
+            continue
+        out.append({"path": rel, "bytes": path.stat().st_size, "sha256": file_sha256(path)})
+    return out
+
+
+def make_manifest(
+    root: Path,
+    recipe: dict[str, Any],
+    target: str,
+    source: dict[str, Any],
+    calibration: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+        "target": target,
+        "recipe": recipe,
+        "source": source,
+        "calibration": calibration,
+        "files": list_files(root),
+    }

@@ -1,0 +1,105 @@
+"""Deployment targets: what each can run natively, and the defaults it implies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from inferc.compiler.errors import UnsupportedError
+
+
+class Quant(str, Enum):
+    """The `--quant` choices; each resolves to a preset recipe of the same name."""
+
+    BF16 = "bf16"
+    FP8 = "fp8"
+    NVFP4 = "nvfp4"
+    AWQ = "awq"
+    GPTQ = "gptq"
+    RTN = "rtn"
+    Q4_K_M = "q4_k_m"
+    Q4_K_S = "q4_k_s"
+    Q5_K_M = "q5_k_m"
+    Q8_0 = "q8_0"
+
+
+class ExportFormat(str, Enum):
+    HF = "hf"  # quantized HF checkpoint (compressed-tensors or ModelOpt layout)
+    GGUF = "gguf"
+
+
+_INT4_WEIGHT_ONLY = (Quant.AWQ, Quant.GPTQ, Quant.RTN)
+_GGUF = (Quant.Q4_K_M, Quant.Q4_K_S, Quant.Q5_K_M, Quant.Q8_0)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    arch: str  # "sm90", ..., or "cpu"
+    description: str
+    native: tuple[Quant, ...]
+    default_quant: Quant
+    default_formats: tuple[ExportFormat, ...]
+    why_not: dict[Quant, str]  # reason a quant is not native here
+
+    def check(self, quant: Quant, emulate: bool = False) -> str | None:
+        """None if `quant` runs natively; a warning text if emulation was asked for;
+        raises UnsupportedError otherwise, naming the reason and the alternatives."""
+        if quant in self.native:
+            return None
+        reason = self.why_not.get(quant, f"{self.name} has no kernels for {quant.value}")
+        if emulate:
+            return f"{quant.value} on {self.name} is emulated: {reason}"
+        alternatives = ", ".join(q.value for q in self.native if q is not Quant.BF16)
+        raise UnsupportedError(
+            f"--quant {quant.value} cannot run natively on --target {self.name} ({reason}); "
+            f"native choices: {alternatives}; pass --emulate to build it anyway"
+        )
+
+
+def _gpu(name: str, arch: str, description: str, native: tuple[Quant, ...], default: Quant) -> Target:
+    why: dict[Quant, str] = {
+        Quant.FP8: f"FP8 tensor cores need sm89 or newer; {name} is {arch}",
+        Quant.NVFP4: f"FP4 tensor cores need Blackwell (sm100/sm120); {name} is {arch}",
+    }
+    for q in _GGUF:
+        why[q] = "GGUF K-quant mixtures are a llama.cpp/CPU format; use --target cpu"
+    return Target(name, arch, description, native, default, (ExportFormat.HF,), why)
+
+
+_HOPPER = (Quant.BF16, Quant.FP8, *_INT4_WEIGHT_ONLY)
+_ADA = _HOPPER
+_AMPERE = (Quant.BF16, *_INT4_WEIGHT_ONLY)
+_BLACKWELL = (Quant.BF16, Quant.FP8, Quant.NVFP4, *_INT4_WEIGHT_ONLY)
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        _gpu("h100", "sm90", "NVIDIA H100 (Hopper)", _HOPPER, Quant.FP8),
+        _gpu("h200", "sm90", "NVIDIA H200 (Hopper)", _HOPPER, Quant.FP8),
+        _gpu("b200", "sm100", "NVIDIA B200 (Blackwell)", _BLACKWELL, Quant.NVFP4),
+        _gpu("a100", "sm80", "NVIDIA A100 (Ampere, memory-bound decode: INT4 weights)", _AMPERE, Quant.AWQ),
+        _gpu("l40s", "sm89", "NVIDIA L40S (Ada)", _ADA, Quant.FP8),
+        _gpu("rtx4090", "sm89", "NVIDIA RTX 4090 (Ada)", _ADA, Quant.FP8),
+        _gpu("rtx5090", "sm120", "NVIDIA RTX 5090 (Blackwell consumer)", _BLACKWELL, Quant.NVFP4),
+        Target(
+            "cpu",
+            "cpu",
+            "CPU through llama.cpp (GGUF)",
+            (Quant.BF16, *_GGUF),
+            Quant.Q4_K_M,
+            (ExportFormat.GGUF,),
+            {
+                **{q: "no CPU kernels in llama.cpp for this format; use a GGUF mixture such as q4_k_m" for q in (Quant.FP8, Quant.NVFP4)},
+                **{q: "CPU artifacts are GGUF; its 4-bit choice is q4_k_m (or q4_k_s)" for q in _INT4_WEIGHT_ONLY},
+            },
+        ),
+    )
+}
+
+
+def get_target(name: str) -> Target:
+    target = TARGETS.get(name.lower())
+    if target is None:
+        raise UnsupportedError(f"unknown target '{name}'; known targets: {', '.join(TARGETS)}")
+    return target

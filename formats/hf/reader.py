@@ -15,6 +15,7 @@ import torch
 from inferc.compiler.errors import CheckpointError
 from inferc.compiler.ir import ModelIR, SourceInfo, TensorStore, spec_from_config
 from inferc.formats.hf.constants import CONFIG_FILE, INDEX_FILE, SINGLE_FILE, TOKENIZER_FILES
+from inferc.formats.hf.quantized_reader import attach_quantization, quant_method
 
 
 def read_config(model_dir: Path) -> dict:
@@ -63,11 +64,13 @@ def _normalize_names(store: TensorStore) -> None:
 
 def _validate(ir: ModelIR) -> None:
     expected = ir.spec.expected_shapes()
-    missing = [n for n in expected if n not in ir.tensors]
+    missing = [n for n in expected if n not in ir.tensors and n not in ir.weights]
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
         raise CheckpointError(f"checkpoint is missing tensors the config implies: {', '.join(missing[:3])}{more}")
     for name, shape in expected.items():
+        if name in ir.weights:  # quantized: shapes were checked against the config when read
+            continue
         found = ir.tensors.shape(name)
         if tuple(found) != tuple(shape):
             raise CheckpointError(
@@ -106,6 +109,8 @@ def load_checkpoint(model_dir: str | Path, validate: bool = True) -> ModelIR:
         generation_config=json.loads(gen_path.read_text()) if gen_path.is_file() else None,
     )
     ir = ModelIR(spec=spec, tensors=store, source=source)
+    if quant_method(cfg) is not None:
+        attach_quantization(ir, model_dir, validate=validate)
     if validate:
         _validate(ir)
     return ir

@@ -106,6 +106,8 @@ def read_tokenizer(model_dir: Path, model_config: dict[str, Any]) -> TokenizerMe
             types[vocab[unk]] = C.TOKEN_UNKNOWN
         meta.add_bos = bool(cfg.get("add_bos_token", True))
     else:
+        if not merges:
+            raise UnsupportedError(f"{tj} is a byte-level BPE without merges, which llama.cpp cannot load; a GPT-2 style tokenizer needs its merges")
         meta.pre = _pre_name(tok.get("pre_tokenizer"))
         meta.merges = merges
         meta.add_bos = bool(cfg.get("add_bos_token", False))

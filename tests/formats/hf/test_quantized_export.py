@@ -445,3 +445,46 @@ def test_smollm2_fp8_transformers_and_half_the_bytes(smollm2_dir, tmp_path):
     ours = TorchBackend(ir).logits(ids)
     err = (_hf_logits(tmp_path / "fp8", ids) - ours).abs().max() / ours.abs().max()
     assert err <= 1e-4, f"max |Δlogit| / max |logit| = {err:.2e}"
+
+
+@pytest.mark.parametrize("group_size,symmetric", [(64, False), (32, True), (None, False)])
+def test_pack_quantized_bytes_match_compressed_tensors_compressor(tiny_checkpoint, group_size, symmetric):
+    """Our weight_packed / weight_zero_point / weight_scale equal what compressed-tensors'
+    own PackedQuantizationCompressor writes for the same codes and scales."""
+    from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
+    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+
+    from inferc.formats.hf.compressed_tensors import encode_linear
+
+    ir = load_checkpoint(tiny_checkpoint("llama"))
+    q = rtn_int4(ir.dense("model.layers.0.mlp.down_proj.weight"), group_size, symmetric)
+    strategy = "group" if group_size else "channel"
+    scheme = QuantizationScheme(targets=["Linear"], weights=QuantizationArgs(
+        num_bits=4, type="int", symmetric=symmetric, strategy=strategy, group_size=group_size))
+    col = torch.arange(q.shape[1]) // (group_size or q.shape[1])
+    zp = None if symmetric else q.zero_point
+    w_hat = (q.data.float() - (0 if zp is None else zp.float()[:, col])) * q.scale[:, col]
+    sd = {"weight": w_hat, "weight_scale": q.scale}
+    if not symmetric:
+        sd["weight_zero_point"] = (q.zero_point - 8).to(torch.int8)  # compressed-tensors' zero point is signed
+    theirs = PackedQuantizationCompressor.compress(sd, scheme)
+    ours = encode_linear(q, None)
+    assert set(theirs) == set(ours)
+    for key in ours:
+        assert torch.equal(ours[key], theirs[key].to(ours[key].dtype)) and ours[key].dtype == theirs[key].dtype, key
+
+
+def test_nvfp4_bytes_match_compressed_tensors_compressor(tiny_checkpoint):
+    from compressed_tensors.compressors.nvfp4.base import NVFP4PackedCompressor
+    from compressed_tensors.quantization import preset_name_to_scheme
+
+    from inferc.formats.hf.compressed_tensors import encode_linear
+
+    ir = load_checkpoint(tiny_checkpoint("llama"))
+    q = rtn_nvfp4(ir.dense("model.layers.1.mlp.up_proj.weight"))
+    ours = encode_linear(q, None)
+    w_hat = E2M1[q.data.long()] * (q.scale.float() * q.global_scale).repeat_interleave(16, dim=1)
+    sd = {"weight": w_hat, "weight_scale": q.scale.float(), "weight_global_scale": ours["weight_global_scale"]}
+    theirs = NVFP4PackedCompressor.compress(sd, preset_name_to_scheme("NVFP4A16", ["Linear"]))
+    assert torch.equal(ours["weight_packed"], theirs["weight_packed"])
+    assert torch.equal(ours["weight_scale"].view(torch.uint8), theirs["weight_scale"].view(torch.uint8))

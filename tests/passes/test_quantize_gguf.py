@@ -1,0 +1,79 @@
+"""quantize_gguf: llama.cpp's per-tensor policy, fallbacks recorded, importance used; and
+on the real model, llama.cpp's perplexity of our Q4_K_M GGUF agrees with our runtime's
+perplexity on the dequantized weights."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from inferc.compiler.ir import QuantFormat as Q
+from inferc.compiler.ir.spec import Family
+from inferc.formats.hf.reader import load_checkpoint
+from inferc.passes import PassContext, get_pass
+from inferc.passes.gguf_policy import choose_format, use_more_bits
+from inferc.passes.numerics import dequantize
+
+
+def _smol_like_spec(tiny_checkpoint):
+    spec = load_checkpoint(tiny_checkpoint("llama")).spec
+    return dataclasses.replace(spec, hidden_size=576, intermediate_size=1536, num_layers=30, tie_word_embeddings=True, family=Family.LLAMA)
+
+
+def test_policy_q4_k_m_on_smollm2_shapes(tiny_checkpoint):
+    spec = _smol_like_spec(tiny_checkpoint)
+    assert choose_format("model.embed_tokens.weight", (49152, 576), spec, "q4_k_m").format is Q.GGUF_Q8_0
+    assert choose_format("model.layers.5.self_attn.q_proj.weight", (576, 576), spec, "q4_k_m").format is Q.GGUF_Q5_0
+    assert choose_format("model.layers.0.self_attn.v_proj.weight", (192, 576), spec, "q4_k_m").format is Q.GGUF_Q8_0
+    assert choose_format("model.layers.0.mlp.down_proj.weight", (576, 1536), spec, "q4_k_m").format is Q.GGUF_Q6_K
+    assert choose_format("model.layers.4.mlp.down_proj.weight", (576, 1536), spec, "q4_k_m").format is Q.GGUF_Q4_K
+    assert choose_format("model.layers.4.mlp.down_proj.weight", (576, 1536), spec, "q5_k_m").format is Q.GGUF_Q5_K
+    assert choose_format("model.layers.5.mlp.up_proj.weight", (1536, 576), spec, "q5_k_m").format is Q.GGUF_Q5_1
+    assert [i for i in range(30) if use_more_bits(i, 30)] == [0, 1, 2, 5, 8, 11, 14, 17, 20, 23, 26, 27, 28, 29]
+
+
+def test_pass_records_fallbacks_and_uses_importance(tiny_checkpoint):
+    model = load_checkpoint(tiny_checkpoint("llama"))  # rows of 64 and 128: every K-quant falls back
+    p = get_pass("quantize_gguf")
+    ctx = PassContext()
+    p(p.Config(mixture="q4_k_m")).run(model, ctx)
+    fallbacks = {e.tensor for e in ctx.events if e.kind == "fallback"}
+    assert "model.layers.0.self_attn.q_proj.weight" in fallbacks
+    name = "model.layers.1.mlp.up_proj.weight"
+    q = model.weights[name]
+    assert q.format is Q.GGUF_Q5_0
+    w = model.dense(name).float()
+    rel = (dequantize(q) - w).norm() / w.norm()
+    assert rel < 0.05
+
+    imp = torch.rand(w.shape[1]) ** 4 * 100  # a few columns dominate
+    model2 = load_checkpoint(tiny_checkpoint("llama"))
+    ctx2 = PassContext(importance={name: imp})
+    p(p.Config(mixture="q4_k_m", use_imatrix=True)).run(model2, ctx2)
+    err = lambda qq: float((((dequantize(qq) - w) ** 2) * imp).sum())  # noqa: E731
+    assert err(model2.weights[name]) < err(q)
+    assert model2.weights[name].algorithm == "imatrix"
+
+
+@pytest.mark.slow
+def test_llama_cpp_perplexity_matches_our_runtime(smollm2_dir, wikitext_path, tmp_path):
+    from inferc.calibration.corpus import load_tokenizer, read_text_file, tokenize
+    from inferc.formats.gguf import export_gguf
+    from inferc.runtime.evaluate import perplexity
+    from inferc.runtime.llamacpp_backend import LlamaCppBackend
+    from inferc.runtime.torch_backend import TorchBackend
+
+    tokens = tokenize(load_tokenizer(smollm2_dir), read_text_file(wikitext_path))[: 4 * 512]
+    model = load_checkpoint(smollm2_dir)
+    p = get_pass("quantize_gguf")
+    p(p.Config(mixture="q4_k_m")).run(model, PassContext())
+    export_gguf(model, tmp_path / "m.gguf")
+    lcpp = LlamaCppBackend(tmp_path / "m.gguf", n_ctx=512)
+    theirs = perplexity(lcpp, tokens, ctx_len=512, n_chunks=4, method="half").ppl
+    text = lcpp._llm.create_completion("The capital of France is", max_tokens=8, temperature=0)["choices"][0]["text"]
+    lcpp.close()
+    ours = perplexity(TorchBackend(model), tokens, ctx_len=512, n_chunks=4, method="half").ppl
+    assert abs(theirs - ours) / ours < 0.01, f"llama.cpp {theirs:.4f} vs ours {ours:.4f}"
+    assert "Paris" in text

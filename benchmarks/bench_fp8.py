@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -125,6 +126,65 @@ def weight_sensitivity(ir: ModelIR, tokens: torch.Tensor, ctx: int, n_chunks: in
     return out
 
 
+def _fp8_group(w: torch.Tensor, group: int = 64) -> torch.Tensor:
+    from inferc.passes.numerics.fp8 import fp8_round
+
+    g = w.float().reshape(w.shape[0], -1, group)
+    scale = fp8_scale(g.abs().amax(-1, keepdim=True))
+    return (fp8_round(g / scale).float() * scale).reshape(w.shape)
+
+
+def _fp8_channel(w: torch.Tensor) -> torch.Tensor:
+    from inferc.passes.numerics.fp8 import FP8WeightFormat
+
+    fmt = FP8WeightFormat(per_channel=True)
+    return fmt.fake_quantize(w, fmt.choose_qparams(w))
+
+
+def _int8_channel(w: torch.Tensor) -> torch.Tensor:
+    w = w.float()
+    scale = (w.abs().amax(1, keepdim=True) / 127).clamp(min=1e-12)
+    return (w / scale).round().clamp(-127, 127) * scale
+
+
+WEIGHT_PROBES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "fp8_e4m3_per_channel": _fp8_channel,
+    "fp8_e4m3_per_group64": _fp8_group,
+    "int8_per_channel": _int8_channel,
+}
+
+
+@torch.inference_mode()
+def weight_probes(ir: ModelIR, tokens: torch.Tensor, ctx: int, n_chunks: int, device: str) -> dict[str, dict[str, float]]:
+    """Weight-only rounding of every linear by several number formats (no activation
+    quantization): SQNR of the weights and mean KL / top-1 against the unquantized model."""
+    from inferc.runtime.evaluate import cut_chunks, kl_divergence
+    from inferc.runtime.reference import ReferenceModel
+
+    ref = ReferenceModel(ir, device=device, quantized=False)
+    chunks = cut_chunks(tokens, ctx, n_chunks).to(device)
+    first = ctx // 2
+    ref_logits = [ref.forward(chunks[i : i + 1])[0, first : ctx - 1] for i in range(chunks.shape[0])]
+    dense = {n: ref.param(n) for n in ir.linear_names()}
+    out = {}
+    for label, fn in WEIGHT_PROBES.items():
+        sig = err = 0.0
+        for n, w in dense.items():
+            q = fn(w)
+            sig += float(w.double().pow(2).sum())
+            err += float((q.double() - w.double()).pow(2).sum())
+            ref._params[n] = q.to(w.dtype)
+        kls, agree = [], []
+        for i in range(chunks.shape[0]):
+            cand = ref.forward(chunks[i : i + 1])[0, first : ctx - 1]
+            kls.append(kl_divergence(ref_logits[i], cand))
+            agree.append(cand.argmax(-1) == ref_logits[i].argmax(-1))
+        out[label] = {"weight_sqnr_db": 10 * math.log10(sig / err), "kld_mean": float(torch.cat(kls).mean()),
+                      "top1": float(torch.cat(agree).double().mean())}
+        ref._params.update(dense)
+    return out
+
+
 def _collect_stats(ir: ModelIR, calib, device: str) -> ActivationStats:
     """collect_activation_stats, with the observed inputs moved to the CPU (its running
     statistics live there, so it fails on a CUDA device as of this commit)."""
@@ -152,6 +212,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--corpus", default=str(WIKITEXT))
     ap.add_argument("--model-dir", default="", help="checkpoint (default: the embedded default model)")
+    ap.add_argument("--probe-chunks", type=int, default=0,
+                    help="also compare weight-only FP8 per channel / per group of 64 / INT8 per channel on this many chunks")
     ap.add_argument("--sensitivity-chunks", type=int, default=0,
                     help="also measure the KL of quantizing each linear's weight alone, on this many chunks")
     args = ap.parse_args()
@@ -202,12 +264,18 @@ def main() -> None:
         for name, kl in sorted(sensitivity.items(), key=lambda kv: -kv[1])[:15]:
             print(f"  {kl:9.5f}  {name}")
         print(f"  sum over all {len(sensitivity)} linears: {sum(sensitivity.values()):.5f}")
+    probes = {}
+    if args.probe_chunks:
+        probes = weight_probes(ir0, eval_tokens, args.ctx, args.probe_chunks, args.device)
+        print(f"weight-only rounding of every linear, {args.probe_chunks} chunks:")
+        for label, r in probes.items():
+            print(f"  {label:24s} weight SQNR {r['weight_sqnr_db']:5.1f} dB  KL {r['kld_mean']:.5f}  top-1 {100 * r['top1']:.2f} %")
     amax = {n: {"amax": float(stats[n].amax), "amax_over_rms": float(stats[n].amax / stats[n].mean_sq.mean().sqrt())}
             for n in ir0.linear_names()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "device": args.device, "weight_sensitivity_kld": sensitivity, "activation_amax": amax,
+        "device": args.device, "weight_probes": probes, "weight_sensitivity_kld": sensitivity, "activation_amax": amax,
         "model": str(model_dir), "ctx": args.ctx, "chunks": args.chunks, "method": "half", "bos": None,
         "calibration": calib.source, "calibration_sha256": calib.sha256(), "eval_seconds": t_eval,
         "reference": {"ppl": ref.ppl, "ppl_stderr": ref.ppl_stderr, "tokens_scored": ref.tokens_scored},

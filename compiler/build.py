@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,10 @@ from inferc.compiler.recipe import EvalConfig, Recipe
 from inferc.compiler.targets import ExportFormat, Quant, Target, get_target
 from inferc.formats.hf.reader import load_checkpoint
 from inferc.passes import PassContext, Requirement
+from inferc.runtime.evaluate import compare_logits
+from inferc.runtime.report import CalibrationInfo, EventRecord, PassRecord, Report, SizeInfo, evaluate_gates, render_markdown, to_json
+from inferc.runtime.speed import measure_speed
+from inferc.runtime.torch_backend import TorchBackend
 
 Progress = Callable[[str, int, int], None]
 Step = Callable[[str], None]
@@ -50,8 +54,7 @@ GGUF_FILE = "model.gguf"
 @dataclass
 class BuildResult:
     out_dir: Path
-    report: dict[str, Any]
-    gates_failed: list[str] = field(default_factory=list)
+    report: Report
 
 
 @dataclass
@@ -121,12 +124,11 @@ def prepare_data(recipe: Recipe, plan: Plan, ir: ModelIR, device: str) -> _Data:
     return _Data(calib, eval_tokens, eval_source, is_corpus)
 
 
-def _timed(records: list[dict[str, Any]], name: str, fn: Callable[[], Any]) -> Any:
+def _timed(records: list[PassRecord], name: str, fn: Callable[[], Any]) -> Any:
     start = time.perf_counter()
     with PeakMemory() as mem:
         out = fn()
-    records.append({"step": name, "seconds": round(time.perf_counter() - start, 3), "peak_rss_mb": round(mem.peak_rss / 2**20, 1),
-                    "peak_cuda_mb": round(mem.peak_cuda / 2**20, 1)})
+    records.append(PassRecord(name, time.perf_counter() - start, max(mem.peak_rss, mem.peak_cuda) / 2**20))
     return out
 
 
@@ -154,8 +156,6 @@ def _candidate_backend(fmt: ExportFormat, path: Path, device: str):
         from inferc.runtime.llamacpp_backend import LlamaCppBackend
 
         return LlamaCppBackend(path)
-    from inferc.runtime.torch_backend import TorchBackend
-
     return TorchBackend(load_checkpoint(path), device=device)
 
 
@@ -169,12 +169,9 @@ def build(
     step: Step | None = None,
 ) -> BuildResult:
     """Run a whole build. Raises InferCError subclasses for bad input; raises
-    GateFailedError after the artifact is written when a recipe gate fails."""
-    from inferc.runtime.report import evaluate_gates, render_markdown
-
+    BuildGateError (carrying the result) after the artifact is written when a gate fails."""
     announce = step or (lambda _s: None)
-    records: list[dict[str, Any]] = []
-    start_all = time.perf_counter()
+    records: list[PassRecord] = []
 
     announce("plan")
     target, emulation_note = _timed(records, "plan", lambda: resolve_target(recipe))
@@ -203,8 +200,7 @@ def build(
 
     announce("passes")
     ir, pass_records = run_plan(plan, ir, ctx)
-    records += [{"step": f"pass:{r.name}", "seconds": round(r.seconds, 3), "peak_rss_mb": round(r.peak_rss_mb, 1),
-                 "peak_cuda_mb": round(r.peak_cuda_mb, 1)} for r in pass_records]
+    records += [PassRecord(f"pass {r.name}", r.seconds, max(r.peak_rss_mb, r.peak_cuda_mb)) for r in pass_records]
 
     tmp = out_dir.parent / f".{out_dir.name}.inferc-tmp-{os.getpid()}"
     if tmp.exists():
@@ -217,17 +213,30 @@ def build(
         if recipe.eval.enabled and exports:
             announce("evaluate")
             quality, speed = _timed(records, "evaluate", lambda: _evaluate(recipe, base_ir, exports[0], data, device, progress))
-        report = _report(recipe, target, emulation_note, model_label, ir, data, pass_records, ctx, records, exports, tmp, quality, speed)
-        gates = evaluate_gates(recipe.gates, quality, speed, report.get("size"))
-        report["gates"] = [g.to_dict() for g in gates]
-        report["total_seconds"] = round(time.perf_counter() - start_all, 2)
-        (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2, default=_json_default))
+        report = Report(
+            model=model_label,
+            architecture=f"{ir.spec.model_type} ({ir.num_parameters():,} parameters)",
+            target=f"{target.name} ({target.arch})" + (f"; {emulation_note}" if emulation_note else ""),
+            recipe=f"{recipe.name} ({recipe.source})",
+            calibration=CalibrationInfo(data.calibration.source, data.calibration.sha256(), data.calibration.num_sequences,
+                                        data.calibration.seq_len) if data.calibration else None,
+            passes=records,
+            events=[EventRecord(e.pass_name, e.tensor, e.kind, e.detail) for e in ctx.events]
+            + [EventRecord("plan", n, "unquantized", why) for n, why in ir.unquantized.items()],
+            quality=quality,
+            quality_note="" if data.eval_is_corpus else "no corpus given: scored on held-out text sampled from the model itself",
+            speed=speed,
+            sizes=size_info(ir, [p for _, p in exports]),
+        )
+        report.gates = evaluate_gates(recipe.gates, quality, speed, report.sizes)
+        (tmp / REPORT_JSON).write_text(to_json(report))
         (tmp / REPORT_MD).write_text(render_markdown(report))
         manifest = make_manifest(
             tmp, recipe.to_dict(), target.name,
             {"path": str(ir.source.path), "name": model_label, "sha256": ir.source.sha256},
             {"source": data.calibration.source, "sha256": data.calibration.sha256()} if data.calibration else None,
         )
+        manifest["exports"] = [{"format": f.value, "path": p.relative_to(tmp).as_posix()} for f, p in exports]
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -235,23 +244,29 @@ def build(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    failed = [g.name for g in gates if not g.passed]
-    result = BuildResult(out_dir, report, failed)
+    result = BuildResult(out_dir, report)
+    failed = [g.name for g in report.gates if not g.passed]
     if failed:
-        raise GateFailedError(f"quality gates failed: {', '.join(failed)} (artifact written to {out_dir}; see report.md)")
+        raise BuildGateError(result, f"gates failed: {', '.join(failed)} (artifact written to {out_dir}; see its report.md)")
     return result
 
 
-def _evaluate(recipe: Recipe, base_ir: ModelIR, export: tuple[ExportFormat, Path], data: _Data, device: str, progress: Progress | None):
-    from inferc.runtime.evaluate import compare_logits
-    from inferc.runtime.speed import measure_speed
-    from inferc.runtime.torch_backend import TorchBackend
+class BuildGateError(GateFailedError):
+    """A gate failed; the artifact and its report are written and carried here."""
 
+    def __init__(self, result: BuildResult, message: str) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def _evaluate(recipe: Recipe, base_ir: ModelIR, export: tuple[ExportFormat, Path], data: _Data, device: str, progress: Progress | None):
     ev = recipe.eval
     reference = TorchBackend(base_ir, device=device, quantized=False)
     candidate = _candidate_backend(export[0], export[1], device)
+    method = ev.method if data.eval_is_corpus else "full"  # held-out samples: score every position
     try:
-        quality = compare_logits(reference, candidate, data.eval_tokens, ctx_len=ev.ctx_len, n_chunks=ev.chunks, method=ev.method)
+        quality = compare_logits(reference, candidate, data.eval_tokens, ctx_len=ev.ctx_len, n_chunks=ev.chunks,
+                                 method=method, source=data.eval_source, progress=progress)
         speed = None
         if ev.speed.enabled:
             speed = measure_speed(candidate, prompt_len=ev.speed.prompt_len, gen_len=ev.speed.gen_len, repeats=ev.speed.repeats)
@@ -261,43 +276,13 @@ def _evaluate(recipe: Recipe, base_ir: ModelIR, export: tuple[ExportFormat, Path
     return quality, speed
 
 
-def size_summary(ir: ModelIR, paths: list[Path]) -> dict[str, Any]:
-    """Artifact bytes and bits per weight: over every parameter (what the artifact
-    costs), and over the quantized linears alone (codes plus their scales)."""
-    total = sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
-    params = ir.num_parameters()
-    q = list(ir.weights.values())
-    q_params = sum(w.shape[0] * w.shape[1] for w in q)
-    return {
-        "artifact_bytes": total,
-        "artifact_mb": round(total / 2**20, 2),
-        "parameters": params,
-        "bits_per_weight": round(8 * total / max(params, 1) / max(len(paths), 1), 3),
-        "quantized_linears": len(q),
-        "quantized_bits_per_weight": round(8 * sum(w.storage_bytes() for w in q) / q_params, 3) if q_params else None,
-    }
-
-
-def _report(recipe, target, emulation_note, model_label, ir, data, pass_records, ctx, records, exports, root, quality, speed) -> dict[str, Any]:
-    return {
-        "model": {"name": model_label, "path": str(ir.source.path), "sha256": ir.source.sha256,
-                  "architecture": ir.spec.model_type, "parameters": ir.num_parameters()},
-        "target": {"name": target.name, "arch": target.arch, "emulation": emulation_note},
-        "recipe": recipe.name,
-        "quant": (recipe.quant or target.default_quant).value,
-        "calibration": {"source": data.calibration.source, "sha256": data.calibration.sha256()} if data.calibration else None,
-        "evaluation_data": data.eval_source,
-        "no_corpus": not data.eval_is_corpus,
-        "steps": records,
-        "passes": [{"name": r.name, "seconds": round(r.seconds, 3), "peak_rss_mb": round(r.peak_rss_mb, 1), "options": r.options}
-                   for r in pass_records],
-        "events": [vars(e) for e in ctx.events],
-        "unquantized": dict(ir.unquantized),
-        "exports": [{"format": f.value, "path": p.relative_to(root).as_posix()} for f, p in exports],
-        "size": size_summary(ir, [p for _, p in exports]),
-        "quality": quality.to_dict() if quality is not None else None,
-        "speed": speed.to_dict() if speed is not None else None,
-    }
+def size_info(ir: ModelIR, paths: list[Path]) -> SizeInfo:
+    """Artifact bytes, and bits per weight over the weight files (safetensors, GGUF)."""
+    files = [f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
+    total = sum(f.stat().st_size for f in files)
+    weight_bytes = sum(f.stat().st_size for f in files if f.suffix in (".safetensors", ".gguf"))
+    n = ir.num_parameters()
+    return SizeInfo(artifact_bytes=total, weight_bytes=weight_bytes, n_weights=n, bits_per_weight=8 * weight_bytes / max(n, 1))
 
 
 def _json_default(o: Any) -> Any:

@@ -72,6 +72,7 @@ def build(model_dir, target, quant, recipe_file, out_dir, force, emulate, datase
     """Build an artifact: quantize, export, evaluate, report."""
     import dataclasses
 
+    from inferc.compiler.build import BuildGateError
     from inferc.compiler.build import build as run_build
     from inferc.compiler.recipe import load_preset, load_recipe
     from inferc.compiler.targets import get_target
@@ -102,17 +103,14 @@ def build(model_dir, target, quant, recipe_file, out_dir, force, emulate, datase
         out_dir = Path("out") / f"{name}-{(recipe.quant.value if recipe.quant else recipe.name)}-{recipe.target}".lower()
     try:
         result = run_build(recipe, out_dir, model_dir=model_dir, force=force, device=device, progress=_Bars(not quiet), step=_step)
-        report = result.report
-    except InferCError as exc:
-        report_file = Path(out_dir) / "report.json"
-        if exc.exit_code is ExitCode.GATE_FAILED and report_file.is_file():
-            _print_summary(json.loads(report_file.read_text()))
+    except BuildGateError as exc:
+        _print_summary(exc.result.report)
         raise
-    _print_summary(report)
+    _print_summary(result.report)
     click.echo(f"artifact: {out_dir}")
 
 
-def _print_summary(report: dict[str, Any]) -> None:
+def _print_summary(report: Any) -> None:
     from inferc.runtime.report import summary_rows
 
     click.echo(_table(summary_rows(report)))
@@ -132,12 +130,12 @@ def eval_cmd(artifact, reference, dataset, ctx_len, chunks, method, speed, json_
     """Evaluate an artifact (artifact directory, HF checkpoint or .gguf) against its reference."""
     from inferc.compiler.evaluate import evaluate_artifact
 
-    result = evaluate_artifact(artifact, reference, dataset, ctx_len, chunks, method, speed, device)
-    if json_out:
-        Path(json_out).write_text(json.dumps(result, indent=2))
-    from inferc.runtime.report import summary_rows
+    from inferc.runtime.report import to_json
 
-    click.echo(_table(summary_rows(result)))
+    report = evaluate_artifact(artifact, reference, dataset, ctx_len, chunks, method, speed, device)
+    if json_out:
+        Path(json_out).write_text(to_json(report))
+    _print_summary(report)
 
 
 @cli.command()

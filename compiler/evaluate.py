@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from inferc.compiler.build import REPORT_JSON, evaluation_tokens
+from inferc.compiler.build import evaluation_tokens
 from inferc.compiler.errors import CheckpointError, InferCError
 from inferc.compiler.manifest import MANIFEST_FILE
 from inferc.compiler.recipe import EvalConfig
 from inferc.formats.hf.reader import load_checkpoint
+from inferc.runtime.report import Report
 
 
 def _resolve(artifact: Path, reference: Path | None) -> tuple[str, Path, Path]:
@@ -22,10 +23,9 @@ def _resolve(artifact: Path, reference: Path | None) -> tuple[str, Path, Path]:
         raise CheckpointError(f"'{artifact}' does not exist; pass an artifact directory, a checkpoint directory or a .gguf file")
     if artifact.is_dir() and (artifact / MANIFEST_FILE).is_file():
         manifest = json.loads((artifact / MANIFEST_FILE).read_text())
-        report = json.loads((artifact / REPORT_JSON).read_text()) if (artifact / REPORT_JSON).is_file() else {}
-        exports = report.get("exports") or []
+        exports = manifest.get("exports") or []
         if not exports:
-            raise CheckpointError(f"artifact '{artifact}' lists no exported formats in {REPORT_JSON}")
+            raise CheckpointError(f"artifact '{artifact}' lists no exported formats in its {MANIFEST_FILE}")
         first = exports[0]
         ref = reference or Path(manifest["source"]["path"])
         return first["format"], artifact / first["path"], ref
@@ -45,7 +45,7 @@ def evaluate_artifact(
     method: str,
     speed: bool,
     device: str = "cpu",
-) -> dict[str, Any]:
+) -> Report:
     from inferc.runtime.evaluate import compare_logits
     from inferc.runtime.speed import measure_speed
     from inferc.runtime.torch_backend import TorchBackend
@@ -53,7 +53,7 @@ def evaluate_artifact(
     kind, path, ref_dir = _resolve(artifact, reference)
     ref_ir = load_checkpoint(ref_dir)
     ev = EvalConfig(dataset=dataset, ctx_len=ctx_len, chunks=chunks, method=method)  # type: ignore[arg-type]
-    tokens, source, _ = evaluation_tokens(ev, ref_ir, seed=0, device=device)
+    tokens, source, is_corpus = evaluation_tokens(ev, ref_ir, seed=0, device=device)
     if kind == "gguf":
         from inferc.runtime.llamacpp_backend import LlamaCppBackend
 
@@ -62,16 +62,18 @@ def evaluate_artifact(
         candidate = TorchBackend(load_checkpoint(path), device=device)
     reference_backend = TorchBackend(ref_ir, device=device, quantized=False)
     try:
-        quality = compare_logits(reference_backend, candidate, tokens, ctx_len=ctx_len, n_chunks=chunks, method=method)
+        quality = compare_logits(reference_backend, candidate, tokens, ctx_len=ctx_len, n_chunks=chunks,
+                                 method=method if is_corpus else "full", source=source)
         spd = measure_speed(candidate) if speed else None
     finally:
         candidate.close()
         reference_backend.close()
-    return {
-        "artifact": str(artifact),
-        "backend": candidate.name,
-        "reference": str(ref_dir),
-        "evaluation_data": source,
-        "quality": quality.to_dict(),
-        "speed": spd.to_dict() if spd is not None else None,
-    }
+    return Report(
+        model=str(artifact),
+        architecture=ref_ir.spec.model_type,
+        target=f"{candidate.name} backend",
+        recipe="-",
+        quality=quality,
+        quality_note="" if is_corpus else "no corpus given: scored on held-out text sampled from the reference model",
+        speed=spd,
+    )

@@ -1,0 +1,114 @@
+"""The CLI end to end on a tiny model: an artifact, and one clear line + exit code per error."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from inferc.compiler.cli import main
+from inferc.compiler.errors import ExitCode
+
+pytestmark = pytest.mark.e2e
+
+RECIPE = """\
+version: 1
+name: tiny-fp8
+quant: fp8
+target: h100
+calibration: {num_sequences: 2, seq_len: 32, seed: 0}
+pipeline:
+  - pass: quantize_fp8
+    options: {activations: static}
+export: [{format: hf}]
+eval: {num_samples: 2, sample_len: 32, speed: {prompt_len: 8, gen_len: 4, repeats: 2}}
+gates: {GATES}
+"""
+
+
+def _recipe(tmp_path, gates="{kld_max: 1.0}"):
+    p = tmp_path / "recipe.yaml"
+    p.write_text(textwrap.dedent(RECIPE.replace("{GATES}", gates)))
+    return p
+
+
+def _run(args, capsys):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_build_writes_a_complete_artifact(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "art"
+    code, stdout, err = _run(["build", "--model", tiny_checkpoint("llama"), "--recipe", _recipe(tmp_path), "--out", out, "--quiet"], capsys)
+    assert code == ExitCode.OK, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = {f["path"] for f in manifest["files"]}
+    assert {"hf/config.json", "hf/model.safetensors", "report.json", "report.md"} <= listed
+    assert manifest["calibration"]["sha256"] and manifest["source"]["sha256"]
+    assert manifest["recipe"]["pipeline"][0]["pass"] == "quantize_fp8"
+    report = json.loads((out / "report.json").read_text())
+    assert report["quality"]["kld_mean"] >= 0 and report["speed"]["decode_tok_s"] > 0
+    assert any(p["name"] == "pass quantize_fp8" for p in report["passes"])
+    assert "KL divergence" in stdout
+    assert not list(tmp_path.glob(".art.inferc-tmp-*"))  # no temporary left behind
+
+    code, _, err = _run(["build", "--model", tiny_checkpoint("llama"), "--recipe", _recipe(tmp_path), "--out", out], capsys)
+    assert code == ExitCode.USAGE and "already exists; pass --force" in err
+
+    code, stdout, err = _run(["inspect", out], capsys)
+    assert code == ExitCode.OK and "fp8_e4m3" in stdout
+
+    code, stdout, err = _run(["eval", out, "--chunks", "1", "--no-speed"], capsys)
+    assert code == ExitCode.OK, err
+    assert "KL divergence" in stdout
+
+
+def test_failed_gate_exits_with_its_own_code_and_keeps_the_artifact(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "art"
+    code, stdout, err = _run(
+        ["build", "--model", tiny_checkpoint("llama"), "--recipe", _recipe(tmp_path, "{kld_max: 0.0, top1_min: 1.0}"), "--out", out, "--quiet"],
+        capsys,
+    )
+    assert code == ExitCode.GATE_FAILED
+    assert "gates failed: kld_max" in err and "Traceback" not in err
+    assert (out / "report.json").is_file() and "FAIL" in stdout
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["build", "--model", "{missing}", "--target", "h100", "--quant", "fp8"], ExitCode.USAGE, "does not exist"),
+        (["build", "--model", "{noconfig}", "--target", "h100", "--quant", "fp8"], ExitCode.USAGE, "has no config.json"),
+        (["build", "--model", "{unsupported}", "--target", "h100", "--quant", "fp8"], ExitCode.UNSUPPORTED, "model_type 'bert' is not supported"),
+        (["build", "--model", "{tiny}", "--target", "a100", "--quant", "fp8"], ExitCode.UNSUPPORTED, "cannot run natively on --target a100"),
+        (["build", "--model", "{tiny}", "--target", "tpu"], ExitCode.UNSUPPORTED, "unknown target 'tpu'"),
+        (["build", "--model", "{tiny}", "--recipe", "{badrecipe}"], ExitCode.USAGE, "unknown key 'pipline'"),
+        (["recipe", "validate", "{badrecipe}"], ExitCode.USAGE, "unknown key 'pipline'"),
+        (["recipe", "show", "int2"], ExitCode.USAGE, "no preset named 'int2'"),
+        (["inspect", "{missing}"], ExitCode.USAGE, "is not a checkpoint directory"),
+    ],
+)
+def test_bad_input_is_one_line_and_an_exit_code(tiny_checkpoint, tmp_path, capsys, args, code, message):
+    (tmp_path / "noconfig").mkdir()
+    (tmp_path / "unsupported").mkdir()
+    (tmp_path / "unsupported" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (tmp_path / "bad.yaml").write_text("version: 1\nname: x\npipline: []\n")
+    subst = {
+        "{missing}": tmp_path / "missing", "{noconfig}": tmp_path / "noconfig", "{unsupported}": tmp_path / "unsupported",
+        "{tiny}": tiny_checkpoint("llama"), "{badrecipe}": tmp_path / "bad.yaml",
+    }
+    capsys.readouterr()  # drop what making the fixtures printed
+    got, _, err = _run([subst.get(a, a) for a in args] + (["--out", tmp_path / "o"] if args[0] == "build" else []), capsys)
+    assert got == code, err
+    assert message in err
+    error_lines = [line for line in err.splitlines() if not line.startswith("[inferc] ")]  # step announcements
+    assert len(error_lines) == 1 and "Traceback" not in err
+
+
+def test_recipe_show_and_targets(capsys):
+    code, stdout, _ = _run(["recipe", "show", "fp8"], capsys)
+    assert code == 0 and "quantize_fp8" in stdout
+    code, stdout, _ = _run(["targets"], capsys)
+    assert code == 0 and "h100" in stdout and "q4_k_m" in stdout

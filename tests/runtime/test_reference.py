@@ -1,0 +1,48 @@
+"""The reference forward against transformers, per family, with and without a cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inferc.formats.hf.reader import load_checkpoint
+from inferc.runtime.reference import ReferenceModel
+from tiny import FAMILY_CONFIGS
+
+transformers = pytest.importorskip("transformers")
+
+
+def _hf_logits(path, ids):
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+    with torch.no_grad():
+        return model(ids).logits
+
+
+@pytest.mark.parametrize("model_type", list(FAMILY_CONFIGS))
+def test_logits_match_transformers(tiny_checkpoint, model_type):
+    path = tiny_checkpoint(model_type)
+    ids = torch.randint(0, 256, (2, 24), generator=torch.Generator().manual_seed(1))  # 24 > sliding window 8
+    ours = ReferenceModel(load_checkpoint(path)).forward(ids)
+    theirs = _hf_logits(path, ids)
+    rel = (ours - theirs).abs().max() / theirs.abs().max()
+    assert rel < 1e-5, f"{model_type}: max relative logit error {rel:.2e}"
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gemma2"])
+def test_kv_cache_decoding_matches_full_forward(tiny_checkpoint, model_type):
+    ref = ReferenceModel(load_checkpoint(tiny_checkpoint(model_type)))
+    ids = torch.randint(0, 256, (1, 20), generator=torch.Generator().manual_seed(2))
+    full = ref.forward(ids)
+    cache = ref.new_cache()
+    parts = [ref.forward(ids[:, :7], cache)] + [ref.forward(ids[:, t : t + 1], cache) for t in range(7, 20)]
+    stepped = torch.cat(parts, dim=1)
+    assert (stepped - full).abs().max() < 1e-4
+
+
+@pytest.mark.slow
+def test_real_model_logits_match_transformers(smollm2_dir):
+    ids = torch.randint(0, 49152, (1, 64), generator=torch.Generator().manual_seed(3))
+    ours = ReferenceModel(load_checkpoint(smollm2_dir)).forward(ids)
+    theirs = _hf_logits(smollm2_dir, ids)
+    rel = (ours - theirs).abs().max() / theirs.abs().max()
+    assert rel < 1e-4, f"max relative logit error {rel:.2e}"

@@ -32,12 +32,13 @@ class ChannelStats:
         return self.sum_sq / max(self.count, 1)
 
     def update(self, x: torch.Tensor) -> None:
+        """Fold a batch of inputs [..., in] (any device) into the running statistics (CPU)."""
         x = x.detach().reshape(-1, x.shape[-1]).float()  # [tokens, in]
         a = x.abs()
-        self.amax = torch.maximum(self.amax, a.max())
-        self.abs_sum += a.sum(0)
-        self.abs_max = torch.maximum(self.abs_max, a.amax(0))
-        self.sum_sq += (x * x).sum(0)
+        self.amax = torch.maximum(self.amax, a.max().cpu())
+        self.abs_sum += a.sum(0).cpu()
+        self.abs_max = torch.maximum(self.abs_max, a.amax(0).cpu())
+        self.sum_sq += (x * x).sum(0).cpu()
         self.count += x.shape[0]
 
     @classmethod

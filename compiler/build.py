@@ -167,6 +167,7 @@ def build(
     device: str = "cpu",
     progress: Progress | None = None,
     step: Step | None = None,
+    imatrix: Path | None = None,
 ) -> BuildResult:
     """Run a whole build. Raises InferCError subclasses for bad input; raises
     BuildGateError (carrying the result) after the artifact is written when a gate fails."""
@@ -191,6 +192,10 @@ def build(
     announce("data")
     data = _timed(records, "data", lambda: prepare_data(recipe, plan, ir, device))
     ctx = PassContext(device=device, calibration=data.calibration, progress=progress)
+    if imatrix is not None:
+        from inferc.calibration.imatrix import read_imatrix
+
+        ctx.importance = read_imatrix(Path(imatrix), ir.spec)
     if data.calibration is not None:
         calib = data.calibration
         ctx._stats_factory = lambda: collect_activation_stats(ir, calib, device, recipe.calibration.batch_size, progress)

@@ -66,9 +66,10 @@ def cli(verbose: int) -> None:
 @click.option("--dataset", help="Corpus for calibration and evaluation (.txt/.jsonl, or hf:<name>); default: text sampled from the model.")
 @click.option("--eval-chunks", type=int, help="Evaluation chunks of ctx_len tokens.")
 @click.option("--no-eval", is_flag=True, help="Skip evaluation (no quality/speed report, gates not checked).")
+@click.option("--imatrix", type=click.Path(path_type=Path), help="llama.cpp importance matrix (imatrix.gguf) for GGUF K-quants.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for calibration and the reference runtime.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def build(model_dir, target, quant, recipe_file, out_dir, force, emulate, dataset, eval_chunks, no_eval, device, quiet) -> None:
+def build(model_dir, target, quant, recipe_file, out_dir, force, emulate, dataset, eval_chunks, no_eval, imatrix, device, quiet) -> None:
     """Build an artifact: quantize, export, evaluate, report."""
     import dataclasses
 
@@ -102,7 +103,8 @@ def build(model_dir, target, quant, recipe_file, out_dir, force, emulate, datase
         name = Path(model_dir).name if model_dir else "smollm2-135m-instruct"
         out_dir = Path("out") / f"{name}-{(recipe.quant.value if recipe.quant else recipe.name)}-{recipe.target}".lower()
     try:
-        result = run_build(recipe, out_dir, model_dir=model_dir, force=force, device=device, progress=_Bars(not quiet), step=_step)
+        result = run_build(recipe, out_dir, model_dir=model_dir, force=force, device=device, progress=_Bars(not quiet), step=_step,
+                           imatrix=imatrix)
     except BuildGateError as exc:
         _print_summary(exc.result.report)
         raise

@@ -56,7 +56,19 @@ def _inspect_gguf(path: Path) -> tuple[Rows, list[tuple]]:
     from inferc.formats.gguf import read_gguf_summary
 
     s = read_gguf_summary(path)
-    return s.summary_rows(), s.tensor_rows()
+    counts = ", ".join(f"{n} {t}" for t, n in sorted(s.type_counts().items()))
+    summary = [
+        ("path", str(path)),
+        ("format", f"GGUF v{s.version}"),
+        ("architecture", str(s.architecture)),
+        ("file bytes", f"{s.file_bytes:,} ({s.file_bytes / 2**20:.1f} MiB)"),
+        ("bits per weight", f"{s.bits_per_weight:.3f}"),
+        ("tensor types", counts),
+    ]
+    rows: list[tuple] = [("tensor", "shape", "stored", "quantization", "bits/weight")]
+    rows += [(t.name, "x".join(map(str, t.shape)), t.type, "ggml block" if t.type not in ("F32", "F16", "BF16") else "-",
+              f"{t.bits_per_weight:.3f}") for t in s.tensors]
+    return summary, rows
 
 
 def _inspect_artifact(path: Path) -> tuple[Rows, list[tuple]]:

@@ -13,6 +13,7 @@ rounded by `fmt.fake_quantize` with its group's parameters.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +73,18 @@ def inverse_cholesky(h: torch.Tensor, damp: float, retries: int = MAX_DAMP_RETRI
         f"the Hessian is not positive definite even with dampening {d / 10:.3g} x mean(diag) "
         f"after {retries} retries; the calibration inputs are degenerate (too few tokens or all zero)"
     )
+
+
+@contextmanager
+def _one_thread():
+    """The column loop is thousands of tiny ops: thread hand-offs cost more than they
+    save (10x slower with 2 threads on a loaded 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _cat_qparams(parts: list[QParams]) -> QParams:
@@ -168,7 +181,8 @@ def gptq_quantize(
     cols = w.shape[1]
     for i1 in range(0, cols, block_size):
         i2 = min(i1 + block_size, cols)
-        err1, block_loss = _quantize_block(fmt, st, i1, i2)
+        with _one_thread():
+            err1, block_loss = _quantize_block(fmt, st, i1, i2)
         loss += block_loss
         st.w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
     qw = _assemble(fmt, st)

@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("--group-size", type=int, default=64)
     ap.add_argument("--variants", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--no-llmc", action="store_true")
+    ap.add_argument("--llmc-algos", default="gptq,awq", help="llm-compressor algorithms to run side by side")
     ap.add_argument("--time-gptq", type=int, default=0, help="only time a GPTQ build on this many sequences")
     ap.add_argument("--out", default=str(REPO / "bench_results" / "4bit.json"))
     args = ap.parse_args()
@@ -126,7 +127,7 @@ def main() -> None:
         meta[name] = {"description": desc, "build_seconds": seconds, "events": kinds, "peak_rss_mb_so_far": peak_rss_mb()}
         print(f"built {name} in {seconds:.0f} s; events {kinds}", flush=True)
     if not args.no_llmc:
-        for algo in ("gptq", "awq"):
+        for algo in args.llmc_algos.split(","):
             path, info = run_llmc(algo, model_dir, ids_path, args.group_size, out.parent)
             key = f"llmc_{algo}_g{args.group_size}"
             meta[key] = {"description": f"llm-compressor {algo} oneshot, INT4 sym group {args.group_size}", **info}

@@ -4,6 +4,7 @@ import torch
 from inferc.compiler.errors import RecipeError
 from inferc.compiler.ir import QuantFormat
 from inferc.passes import get_pass, make_config
+from inferc.passes.numerics import dequantize
 from quant4_helpers import calib_set, context, load, logits, mean_kl
 
 
@@ -51,3 +52,20 @@ def test_nvfp4_w4a4_annotates_static_input_scales(tiny_checkpoint):
     assert w4a4.activations[name].global_scale > 0
     kl16, kl4 = mean_kl(base, logits(w4a16, ids)), mean_kl(base, logits(w4a4, ids))
     assert 0 < kl16 < kl4
+
+
+@pytest.mark.slow
+def test_smollm2_auto_group_size_is_64_and_reported(smollm2_dir):
+    model = load(smollm2_dir)
+    cls = get_pass("quantize_rtn")
+    ctx = context(model, calib_set(vocab=model.spec.vocab_size))
+    cls(make_config(cls, {"format": "int4", "group_size": "auto", "ignore": ["lm_head", "model.layers.1*", "model.layers.2*"]})).run(model, ctx)
+    q = model.weights["model.layers.0.self_attn.q_proj.weight"]
+    assert q.group_size == 64 and q.scale.shape == (576, 9)  # 576 = 9 x 64: 128 does not divide it
+    assert model.weights["model.layers.0.mlp.down_proj.weight"].group_size == 128  # 1536 = 12 x 128
+    assert any("auto group size 64 for input dimension 576" in e.detail for e in ctx.events)
+
+
+    w = model.dense("model.layers.0.mlp.up_proj.weight").float()
+    w_hat = dequantize(model.weights["model.layers.0.mlp.up_proj.weight"])
+    assert ((w - w_hat).norm() / w.norm()).item() < 0.15

@@ -1,0 +1,43 @@
+import torch
+
+from inferc.passes.numerics.awq import apply_clip, awq_scales, rtn_fake_quantize, search_clip, search_scales
+from inferc.passes.numerics.int4 import INT4WeightFormat
+from inferc.passes.numerics.nvfp4 import NVFP4WeightFormat
+
+
+def _inputs(tokens=1024, cols=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(tokens, cols, generator=g)
+    x[:, :4] *= 30.0  # a few salient channels, as in real activations
+    w = torch.randn(64, cols, generator=g) * 0.05
+    return x, w
+
+
+def test_scales_normalised_and_monotone():
+    mean = torch.tensor([0.1, 1.0, 10.0])
+    s = awq_scales(mean, 0.5)
+    assert torch.isclose(s.max() * s.min(), torch.tensor(1.0))
+    assert torch.equal(torch.argsort(s), torch.arange(3))
+    assert torch.allclose(awq_scales(mean, 0.0), torch.ones(3))
+
+
+def test_scale_search_protects_salient_channels():
+    x, w = _inputs()
+    for fmt in (INT4WeightFormat(group_size=32), NVFP4WeightFormat()):
+        s, alpha, losses = search_scales(x, x.abs().mean(0), [w, w[:16] * 2], [fmt, fmt], grid=10)
+        assert alpha > 0 and min(losses) < 0.9 * losses[0]  # losses[0] is alpha = 0: plain RTN
+        assert s.shape == (128,) and s[:4].min() > s[4:].max()
+
+
+def test_clip_search_lowers_output_error():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(512, 128, generator=g)
+    w = torch.randn(64, 128, generator=g) * 0.05
+    w[:, 7] *= 8  # an outlier weight per row stretches its group's range
+    fmt = INT4WeightFormat(group_size=32)
+    max_val = search_clip(x, w, fmt, grid=20)
+    assert max_val.shape == (64, 4)
+    clipped = apply_clip(w, max_val)
+    err = lambda wq: ((x @ (w - wq).T) ** 2).mean().item()  # noqa: E731
+    assert err(rtn_fake_quantize(fmt, clipped)) < err(rtn_fake_quantize(fmt, w))
+    assert (clipped.abs() <= w.abs() + 1e-12).all()

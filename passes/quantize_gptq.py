@@ -103,6 +103,7 @@ class QuantizeGPTQ(Pass):
         static = cfg.static_groups
         if cfg.act_order and not static and fmt.group_size and fmt.format.value != "int4":
             static = True  # NVFP4 has no g_idx: act-order needs groups fixed before permuting
+            ctx.event(self.name, name, "static_groups", f"{fmt.format.value} stores no g_idx; act-order uses static groups")
         try:
             qw, loss = gptq_quantize(w, acc.hessian, fmt, cfg.block_size, cfg.dampening, cfg.act_order, static)
         except SingularHessianError as exc:

@@ -53,6 +53,11 @@ def variants(group: int) -> dict[str, tuple[str, dict, str]]:
     }
 
 
+def _layer_progress(label: str, done: int, total: int) -> None:
+    if label == "calibrating layers" and done % 5 == 0:
+        print(f"  {label} {done}/{total} at {time.strftime('%H:%M:%S')}", flush=True)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -61,23 +66,26 @@ def build(model_dir: Path, pass_name: str, options: dict, calib) -> tuple[object
     ir = load_checkpoint(model_dir)
     cls = get_pass(pass_name)
     t0 = time.perf_counter()
-    ctx = PassContext(calibration=calib, _stats_factory=lambda: collect_activation_stats(ir, calib))
+    ctx = PassContext(calibration=calib, _stats_factory=lambda: collect_activation_stats(ir, calib), progress=_layer_progress)
     cls(make_config(cls, options)).run(ir, ctx)
     return ir, time.perf_counter() - t0, ctx.events
 
 
-def run_llmc(algorithm: str, model_dir: Path, ids_path: Path, group: int, out_root: Path) -> tuple[Path | None, dict]:
-    if not LLMC_PYTHON.exists():
-        return None, {"error": f"{LLMC_PYTHON} not found (create the venv: see the report)"}
+def start_llmc(algorithm: str, model_dir: Path, ids_path: Path, group: int, out_root: Path):
+    """Start llm-compressor in its venv as a subprocess (it runs while ours build)."""
     out = out_root / f"llmc_{algorithm}"
     cmd = [str(LLMC_PYTHON), str(REPO / "benchmarks" / "llmc_oneshot.py"), algorithm, str(model_dir), str(ids_path), str(out),
            "--group-size", str(group)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    log = open(out_root / f"llmc_{algorithm}.log", "w")
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True), out, time.perf_counter()
+
+
+def finish_llmc(proc, out: Path, t0: float) -> tuple[Path | None, dict]:
+    stdout, _ = proc.communicate()
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        return None, {"error": proc.stderr[-2000:], "wall_seconds": wall}
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
+        return None, {"error": f"exit {proc.returncode}; see {out}.log", "wall_seconds": wall}
+    info = json.loads(stdout.strip().splitlines()[-1])
     info["wall_seconds"] = wall  # includes interpreter start, model load and the dequantized save
     return out, info
 
@@ -117,6 +125,9 @@ def main() -> None:
     chosen = variants(args.group_size)
     if args.variants:
         chosen = {k: v for k, v in chosen.items() if k in args.variants.split(",")}
+    llmc = {}
+    if not args.no_llmc and LLMC_PYTHON.exists():  # runs concurrently with our builds
+        llmc = {algo: start_llmc(algo, model_dir, ids_path, args.group_size, out.parent) for algo in args.llmc_algos.split(",")}
     candidates, meta = {}, {}
     for name, (pass_name, options, desc) in chosen.items():
         ir, seconds, events = build(model_dir, pass_name, options, calib)
@@ -126,15 +137,14 @@ def main() -> None:
             kinds[e.kind] = kinds.get(e.kind, 0) + 1
         meta[name] = {"description": desc, "build_seconds": seconds, "events": kinds, "peak_rss_mb_so_far": peak_rss_mb()}
         print(f"built {name} in {seconds:.0f} s; events {kinds}", flush=True)
-    if not args.no_llmc:
-        for algo in args.llmc_algos.split(","):
-            path, info = run_llmc(algo, model_dir, ids_path, args.group_size, out.parent)
-            key = f"llmc_{algo}_g{args.group_size}"
-            meta[key] = {"description": f"llm-compressor {algo} oneshot, INT4 sym group {args.group_size}", **info}
-            if path is not None:
-                candidates[key] = TorchBackend(load_checkpoint(path), quantized=False)
-                meta[key]["build_seconds"] = info["seconds"]
-            print(f"{key}: {info if path is None else {k: v for k, v in info.items() if k != 'error'}}", flush=True)
+    for algo, (proc, path, t_start) in llmc.items():
+        path, info = finish_llmc(proc, path, t_start)
+        key = f"llmc_{algo}_g{args.group_size}"
+        meta[key] = {"description": f"llm-compressor {algo} oneshot, INT4 sym group {args.group_size}", **info}
+        if path is not None:
+            candidates[key] = TorchBackend(load_checkpoint(path), quantized=False)
+            meta[key]["build_seconds"] = info["seconds"]
+        print(f"{key}: {info}", flush=True)
 
     t0 = time.perf_counter()
     results = compare_many(

@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from inferc.calibration.dataset import CalibrationSet
+from inferc.calibration.layerwise import calibrate_layerwise
+from inferc.formats.hf.reader import load_checkpoint
+from inferc.passes.numerics.int4 import INT4WeightFormat
+from inferc.runtime.reference import ReferenceModel
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_layer_inputs_follow_quantized_layers_in_sequential_mode(tiny_checkpoint, sequential):
+    model = load_checkpoint(tiny_checkpoint("llama"))
+    calib = CalibrationSet(torch.randint(0, 256, (3, 16), generator=torch.Generator().manual_seed(0)), "random")
+    fmt = INT4WeightFormat(group_size=32)
+    seen_inputs, observed = {}, {}
+
+    def observer_for(i):
+        return lambda name, x: observed.setdefault(name, x.shape[-1])
+
+    def quantize_layer(inputs):
+        seen_inputs[inputs.layer] = torch.cat(inputs.hidden)
+        for name in [n for n in model.linear_names() if n.startswith(f"model.layers.{inputs.layer}.")]:
+            w = model.dense(name)
+            model.quantize(name, fmt.quantize(w, fmt.choose_qparams(w)))
+
+    calibrate_layerwise(model, calib, observer_for, quantize_layer, sequential=sequential, batch_size=2)
+    assert set(observed) == set(model.linear_names())
+    positions = torch.arange(16)
+    ref = ReferenceModel(model, quantized=sequential)  # all layers are quantized now
+    with torch.inference_mode():
+        h0 = ref.embed(calib.tokens)
+        expected = ref.layer(0, h0, positions)
+    torch.testing.assert_close(seen_inputs[1], expected, rtol=1e-5, atol=1e-5)
+    other = ReferenceModel(model, quantized=not sequential)
+    with torch.inference_mode():
+        assert not torch.allclose(seen_inputs[1], other.layer(0, h0, positions), atol=1e-5)

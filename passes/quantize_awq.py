@@ -19,17 +19,20 @@ groups get a clipping search and are rounded by the format.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
-
 from inferc.calibration.layerwise import LayerInputs, calibrate_layerwise
 from inferc.compiler.errors import CalibrationError, RecipeError
 from inferc.compiler.ir import ModelIR
+from inferc.passes.activations import (
+    ActivationKind,
+    activation_requirements,
+    annotate_activations,
+)
 from inferc.passes.base import Pass, PassContext, Requirement, register_pass
 from inferc.passes.numerics.awq import apply_clip, search_clip, search_scales
 from inferc.passes.numerics.choose import GroupSize, WeightFormatName, validate_options
-from inferc.passes.quantize_rtn import annotate_nvfp4_activations, bind_format, rtn_quantize, select_targets
+from inferc.passes.quantize_rtn import bind_format, rtn_quantize, select_targets
 
 MIN_TOKENS = 256
 CLIP_TOKENS = 512  # tokens the clipping search measures on (as AutoAWQ)
@@ -107,7 +110,7 @@ class QuantizeAWQ(Pass):
         format: WeightFormatName = WeightFormatName.INT4
         group_size: GroupSize = "auto"
         symmetric: bool = True
-        activations: Literal["none", "nvfp4"] = "none"
+        activations: ActivationKind = "none"
         grid: int = 20
         clip_search: bool = True
         search_tokens: int = 2048  # tokens the grid and clip losses are measured on
@@ -123,8 +126,7 @@ class QuantizeAWQ(Pass):
     requires = (Requirement.CALIBRATION,)
 
     def requirements(self) -> tuple[Requirement, ...]:
-        extra = (Requirement.ACTIVATION_STATS,) if self.config.activations == "nvfp4" else ()
-        return self.requires + extra
+        return self.requires + activation_requirements(self.config.activations)
 
     def run(self, model: ModelIR, ctx: PassContext) -> ModelIR:
         cfg = self.config
@@ -147,8 +149,7 @@ class QuantizeAWQ(Pass):
         for name in [n for n in targets if not n.startswith("model.layers.")]:
             ctx.event(self.name, name, "fallback", "outside the decoder layers; rounded to nearest without scaling")
             model.quantize(name, rtn_quantize(formats[name], model.dense(name)))
-        if cfg.activations == "nvfp4":
-            annotate_nvfp4_activations(model, ctx, self.name, targets)
+        annotate_activations(model, ctx, self.name, targets, cfg.activations)
         return model
 
     def _quantize_layer(self, model: ModelIR, ctx: PassContext, layer: int, sampler: _InputSampler, formats: dict) -> None:

@@ -6,9 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from inferc.compiler.ir import ActivationQuant, Granularity, ModelIR, QuantFormat
-from inferc.passes.base import Pass, PassContext, Requirement, register_pass, select_linears
-from inferc.passes.numerics.fp8 import FP8WeightFormat, fp8_scale
+from inferc.compiler.ir import ModelIR
+from inferc.passes.activations import annotate_activations
+from inferc.passes.base import (
+    Pass,
+    PassContext,
+    Requirement,
+    register_pass,
+    select_linears,
+)
+from inferc.passes.numerics.fp8 import FP8WeightFormat
+
+_ACTIVATIONS = {"static": "fp8", "dynamic": "fp8_dynamic", "none": "none"}
 
 
 @register_pass("quantize_fp8")
@@ -30,20 +39,12 @@ class QuantizeFP8(Pass):
         targets, ignored = select_linears(model, cfg.ignore)
         for name in ignored:
             model.unquantized[name] = "ignored by recipe"
-        stats = ctx.activation_stats() if cfg.activations == "static" else None
         for i, name in enumerate(targets):
             if model.is_quantized(name):
                 ctx.event(self.name, name, "skipped", f"already quantized as {model.weights[name].format.value}")
                 continue
             w = model.dense(name)
             model.quantize(name, fmt.quantize(w, fmt.choose_qparams(w)))
-            if cfg.activations == "static":
-                amax = stats[name].amax
-                if amax <= 0:
-                    ctx.event(self.name, name, "fallback", "calibration inputs are all zero; activation amax set to 1.0")
-                    amax = amax.new_tensor(1.0)
-                model.activations[name] = ActivationQuant(QuantFormat.FP8_E4M3, Granularity.TENSOR, dynamic=False, scale=fp8_scale(amax))
-            elif cfg.activations == "dynamic":
-                model.activations[name] = ActivationQuant(QuantFormat.FP8_E4M3, Granularity.TOKEN, dynamic=True)
             ctx.tick(self.name, i + 1, len(targets))
+        annotate_activations(model, ctx, self.name, targets, _ACTIVATIONS[cfg.activations])
         return model

@@ -11,15 +11,24 @@ inputs are all zero, is rounded to nearest instead (`fallback`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from inferc.calibration.layerwise import LayerInputs, calibrate_layerwise
 from inferc.compiler.errors import CalibrationError, RecipeError
 from inferc.compiler.ir import ModelIR
+from inferc.passes.activations import (
+    ActivationKind,
+    activation_requirements,
+    annotate_activations,
+)
 from inferc.passes.base import Pass, PassContext, Requirement, register_pass
 from inferc.passes.numerics.choose import GroupSize, WeightFormatName, validate_options
-from inferc.passes.numerics.gptq import HessianAccumulator, SingularHessianError, accumulate_hessian, gptq_quantize
-from inferc.passes.quantize_rtn import annotate_nvfp4_activations, bind_format, rtn_quantize, select_targets
+from inferc.passes.numerics.gptq import (
+    HessianAccumulator,
+    SingularHessianError,
+    accumulate_hessian,
+    gptq_quantize,
+)
+from inferc.passes.quantize_rtn import bind_format, rtn_quantize, select_targets
 
 _SHARED_INPUT = {"k_proj": "q_proj", "v_proj": "q_proj", "up_proj": "gate_proj"}
 
@@ -37,7 +46,7 @@ class QuantizeGPTQ(Pass):
         format: WeightFormatName = WeightFormatName.INT4
         group_size: GroupSize = "auto"
         symmetric: bool = True
-        activations: Literal["none", "nvfp4"] = "none"
+        activations: ActivationKind = "none"
         block_size: int = 128
         dampening: float = 0.01
         act_order: bool = True
@@ -56,8 +65,7 @@ class QuantizeGPTQ(Pass):
     requires = (Requirement.CALIBRATION,)
 
     def requirements(self) -> tuple[Requirement, ...]:
-        extra = (Requirement.ACTIVATION_STATS,) if self.config.activations == "nvfp4" else ()
-        return self.requires + extra
+        return self.requires + activation_requirements(self.config.activations)
 
     def run(self, model: ModelIR, ctx: PassContext) -> ModelIR:
         cfg = self.config
@@ -89,8 +97,7 @@ class QuantizeGPTQ(Pass):
         for name in lm_head:  # no Hessian of the head's input is collected: RTN, reported
             ctx.event(self.name, name, "fallback", "outside the decoder layers; rounded to nearest")
             model.quantize(name, rtn_quantize(formats[name], model.dense(name)))
-        if cfg.activations == "nvfp4":
-            annotate_nvfp4_activations(model, ctx, self.name, targets)
+        annotate_activations(model, ctx, self.name, targets, cfg.activations)
         return model
 
     def _quantize_one(self, model: ModelIR, ctx: PassContext, name: str, fmt, acc: HessianAccumulator | None) -> None:

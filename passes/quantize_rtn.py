@@ -1,17 +1,31 @@
-"""Round-to-nearest 4-bit weights (INT4 groups or NVFP4 blocks), the baseline; with
-`activations: nvfp4`, NVFP4 W4A4 (static per-tensor input scale from calibration)."""
+"""Round-to-nearest weights (INT4 groups, NVFP4 blocks, FP8 channels), the baseline; with
+`activations: nvfp4`, NVFP4 W4A4 (static per-tensor input scale from calibration), with
+`activations: fp8` or `fp8_dynamic`, FP8 W8A8."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-
-from inferc.compiler.ir import ActivationQuant, Granularity, ModelIR, QuantFormat
-from inferc.passes.base import Pass, PassContext, Requirement, register_pass, select_linears
-from inferc.passes.numerics.choose import GroupSize, WeightFormatName, validate_options, weight_format_for
-from inferc.passes.numerics.nvfp4 import global_scale_for
+from inferc.compiler.ir import ModelIR
+from inferc.passes.activations import (
+    ActivationKind,
+    activation_requirements,
+    annotate_activations,
+)
+from inferc.passes.base import (
+    Pass,
+    PassContext,
+    Requirement,
+    register_pass,
+    select_linears,
+)
+from inferc.passes.numerics.choose import (
+    GroupSize,
+    WeightFormatName,
+    validate_options,
+    weight_format_for,
+)
 
 
 def bind_format(model: ModelIR, ctx: PassContext, pass_name: str, cfg, name: str):
@@ -28,21 +42,6 @@ def rtn_quantize(fmt, w: torch.Tensor):
     bind = getattr(fmt, "for_tensor", None)
     fmt = bind(w) if bind is not None else fmt
     return fmt.quantize(w, fmt.choose_qparams(w))
-
-
-def annotate_nvfp4_activations(model: ModelIR, ctx: PassContext, pass_name: str, names: list[str]) -> None:
-    """W4A4: a static FP32 input scale (amax / (6 * 448)) per linear from calibration."""
-    stats = ctx.activation_stats()
-    for name in names:
-        if name not in model.weights or model.weights[name].format is not QuantFormat.NVFP4:
-            continue
-        amax = stats[name].amax
-        if amax <= 0:
-            ctx.event(pass_name, name, "fallback", "calibration inputs are all zero; input amax set to 1.0")
-            amax = amax.new_tensor(1.0)
-        model.activations[name] = ActivationQuant(
-            QuantFormat.NVFP4, Granularity.BLOCK, dynamic=True, global_scale=global_scale_for(amax)
-        )
 
 
 def select_targets(model: ModelIR, pass_name: str, ctx: PassContext, ignore: tuple[str, ...]) -> list[str]:
@@ -65,16 +64,16 @@ class QuantizeRTN(Pass):
         format: WeightFormatName = WeightFormatName.INT4
         group_size: GroupSize = "auto"
         symmetric: bool = True
-        activations: Literal["none", "nvfp4"] = "none"
+        activations: ActivationKind = "none"
         ignore: tuple[str, ...] = ("lm_head",)
 
         def __post_init__(self) -> None:
             validate_options(self.format, self.group_size, self.activations)
 
-    requires = (Requirement.ACTIVATION_STATS,)
+    requires = ()
 
     def requirements(self) -> tuple[Requirement, ...]:
-        return self.requires if self.config.activations == "nvfp4" else ()
+        return activation_requirements(self.config.activations)
 
     def run(self, model: ModelIR, ctx: PassContext) -> ModelIR:
         cfg = self.config
@@ -83,6 +82,5 @@ class QuantizeRTN(Pass):
         for i, name in enumerate(targets):
             model.quantize(name, rtn_quantize(formats[name], model.dense(name)))
             ctx.tick(self.name, i + 1, len(targets))
-        if cfg.activations == "nvfp4":
-            annotate_nvfp4_activations(model, ctx, self.name, targets)
+        annotate_activations(model, ctx, self.name, targets, cfg.activations)
         return model

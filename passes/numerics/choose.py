@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Literal
 
 from inferc.compiler.errors import RecipeError
+from inferc.passes.numerics.fp8 import FP8WeightFormat
 from inferc.passes.numerics.int4 import INT4WeightFormat, check_group_size
 from inferc.passes.numerics.nvfp4 import NVFP4_BLOCK, NVFP4WeightFormat
 
@@ -17,6 +18,7 @@ GroupSize = int | Literal["auto"] | None  # None: one scale per output channel
 class WeightFormatName(str, Enum):
     INT4 = "int4"
     NVFP4 = "nvfp4"
+    FP8 = "fp8"  # E4M3, one scale per output channel (group_size is not used)
 
 
 def auto_group_size(cols: int) -> int | None:
@@ -30,6 +32,8 @@ def weight_format_for(name: WeightFormatName, group_size: GroupSize, symmetric: 
     if name is WeightFormatName.NVFP4:
         check_group_size(cols, NVFP4_BLOCK, f"'{tensor}' (NVFP4 blocks of 16)")
         return NVFP4WeightFormat()
+    if name is WeightFormatName.FP8:
+        return FP8WeightFormat(per_channel=True)
     if group_size == "auto":
         group_size = auto_group_size(cols)
     elif group_size is not None:
@@ -42,3 +46,5 @@ def validate_options(name: WeightFormatName, group_size: GroupSize, activations:
         raise RecipeError(f"group_size must be a positive integer, 'auto' or null (per channel), found {group_size}")
     if activations == "nvfp4" and name is not WeightFormatName.NVFP4:
         raise RecipeError(f"activations: nvfp4 (W4A4) needs format: nvfp4, found format: {name.value}")
+    if activations in ("fp8", "fp8_dynamic") and name is not WeightFormatName.FP8:
+        raise RecipeError(f"activations: {activations} (W8A8) needs format: fp8, found format: {name.value}")

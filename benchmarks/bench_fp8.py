@@ -1,6 +1,6 @@
 """FP8 quality on the real model: SmolLM2-135M, wikitext-2 test, context 512.
 
-Evaluates QuantizeFP8 variants against the unquantized (bf16 checkpoint, float32
+Evaluates FP8 variants (round-to-nearest, and GPTQ driving the FP8 format) against the unquantized (bf16 checkpoint, float32
 compute) model with `compare_many`: one pass over the chunks, the reference logits
 computed once per chunk. Calibration uses a disjoint part of the corpus (tokens after
 the evaluated chunks). Besides the shipped configurations it runs prototype variants
@@ -29,9 +29,8 @@ from inferc.calibration.stats import ActivationStats, collect_activation_stats
 from inferc.compiler.default_model import ensure_default_model
 from inferc.compiler.ir import ActivationQuant, Granularity, ModelIR, QuantFormat
 from inferc.formats.hf.reader import load_checkpoint
-from inferc.passes.base import PassContext
+from inferc.passes import PassContext, get_pass, make_config
 from inferc.passes.numerics.fp8 import fp8_scale
-from inferc.passes.quantize_fp8 import QuantizeFP8
 from inferc.runtime.evaluate import compare_many
 from inferc.runtime.torch_backend import TorchBackend
 
@@ -77,27 +76,33 @@ def _scaled_static(factor: float) -> Callable[[ModelIR, ActivationStats], None]:
     return edit
 
 
-def build_variants(stats: ActivationStats, ir0: ModelIR) -> dict[str, tuple[QuantizeFP8.Config, Callable | None, str]]:
+def build_variants(stats: ActivationStats, ir0: ModelIR) -> dict[str, tuple[str, dict, Callable | None, str]]:
+    """name -> (pass, options, post-edit, description)."""
     down = [n for n in ir0.linear_names() if n.endswith("mlp.down_proj.weight")]
     outliers = outlier_linears(stats, ir0, ratio=200.0)
-    keep = ("lm_head", *(n.removesuffix(".weight") for n in outliers))  # the pass's own `ignore` option
+    keep = ["lm_head", *(n.removesuffix(".weight") for n in outliers)]  # the pass's own `ignore` option
+    fp8 = "quantize_fp8"
+    gptq = {"format": "fp8", "group_size": None, "act_order": True, "sequential": True}
     return {
-        "static": (QuantizeFP8.Config(per_channel=True, activations="static"), None,
-                   "per-channel weights, static per-tensor activations (the issue's configuration)"),
-        "dynamic": (QuantizeFP8.Config(per_channel=True, activations="dynamic"), None,
-                    "per-channel weights, dynamic per-token activations"),
-        "weight_only": (QuantizeFP8.Config(per_channel=True, activations="none"), None, "per-channel weights only"),
-        "static_down_a16": (QuantizeFP8.Config(per_channel=True, activations="static"), _unquantize_acts(down),
+        "static": (fp8, {"activations": "static"}, None, "RTN: per-channel weights, static per-tensor activations (the issue's configuration)"),
+        "dynamic": (fp8, {"activations": "dynamic"}, None, "RTN: per-channel weights, dynamic per-token activations"),
+        "weight_only": (fp8, {"activations": "none"}, None, "RTN: per-channel weights only"),
+        "gptq_static": ("quantize_gptq", {**gptq, "activations": "fp8"}, None,
+                        "GPTQ into FP8 per-channel weights (act-order, sequential), static per-tensor activations"),
+        "gptq_dynamic": ("quantize_gptq", {**gptq, "activations": "fp8_dynamic"}, None,
+                         "GPTQ into FP8 per-channel weights, dynamic per-token activations"),
+        "gptq_weight_only": ("quantize_gptq", {**gptq, "activations": "none"}, None, "GPTQ into FP8 per-channel weights only"),
+        "static_down_a16": (fp8, {"activations": "static"}, _unquantize_acts(down),
                             "prototype: static, but every down_proj input left unquantized (W8A16 there)"),
-        "static_outliers_a16": (QuantizeFP8.Config(per_channel=True, activations="static"), _unquantize_acts(outliers),
+        "static_outliers_a16": (fp8, {"activations": "static"}, _unquantize_acts(outliers),
                                 f"prototype: static, inputs with amax > 200 x RMS left unquantized ({len(outliers)} linears)"),
-        "static_down_dynamic": (QuantizeFP8.Config(per_channel=True, activations="static"), _dynamic_acts(down),
+        "static_down_dynamic": (fp8, {"activations": "static"}, _dynamic_acts(down),
                                 "prototype: static, but down_proj inputs dynamic per token"),
-        "static_skip_outliers": (QuantizeFP8.Config(per_channel=True, activations="static", ignore=keep), None,
+        "static_skip_outliers": (fp8, {"activations": "static", "ignore": keep}, None,
                                  f"fix via recipe: static, linears with amax > 200 x RMS inputs kept in bf16 ({len(outliers)})"),
-        "weight_only_skip_outliers": (QuantizeFP8.Config(per_channel=True, activations="none", ignore=keep), None,
+        "weight_only_skip_outliers": (fp8, {"activations": "none", "ignore": keep}, None,
                                       f"weights only, linears with amax > 200 x RMS inputs kept in bf16 ({len(outliers)})"),
-        "static_clip_0.5": (QuantizeFP8.Config(per_channel=True, activations="static"), _scaled_static(0.5),
+        "static_clip_0.5": (fp8, {"activations": "static"}, _scaled_static(0.5),
                             "prototype: static scale from 0.5 x amax (clips outliers)"),
     }
 
@@ -185,23 +190,6 @@ def weight_probes(ir: ModelIR, tokens: torch.Tensor, ctx: int, n_chunks: int, de
     return out
 
 
-def _collect_stats(ir: ModelIR, calib, device: str) -> ActivationStats:
-    """collect_activation_stats, with the observed inputs moved to the CPU (its running
-    statistics live there, so it fails on a CUDA device as of this commit)."""
-    if device == "cpu":
-        return collect_activation_stats(ir, calib)
-    from inferc.runtime.reference import ReferenceModel
-
-    ref = ReferenceModel(ir, device=device, quantized=False)
-    stats = ActivationStats(source=calib.source)
-    observe = stats.observer()
-    ref.observers.append(lambda name, x: observe(name, x.float().cpu()))
-    for batch in calib.batches(4):
-        ref.forward(batch)
-    stats.num_tokens = calib.num_tokens
-    return stats
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chunks", type=int, default=40)
@@ -227,20 +215,24 @@ def main() -> None:
                              source=f"wiki.test.raw tokens[{n_eval}:] (disjoint from the evaluated chunks)")
     t0 = time.perf_counter()
     ir0 = load_checkpoint(model_dir)
-    stats = _collect_stats(ir0, calib, args.device)
+    stats = collect_activation_stats(ir0, calib, device=args.device)
     t_stats = time.perf_counter() - t0
     print(f"calibration: {calib.source}; {calib.num_sequences}x{calib.seq_len} tokens; stats in {t_stats:.0f} s", flush=True)
 
     variants = build_variants(stats, ir0)
     if args.variants:
         variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
-    candidates = {}
-    for name, (cfg, edit, _) in variants.items():
+    candidates, build_seconds = {}, {}
+    for name, (pass_name, options, edit, _) in variants.items():
         ir = load_checkpoint(model_dir)
-        QuantizeFP8(cfg).run(ir, PassContext(_stats=stats))
+        cls = get_pass(pass_name)
+        t_build = time.perf_counter()
+        cls(make_config(cls, options)).run(ir, PassContext(device=args.device, calibration=calib, _stats=stats))
+        build_seconds[name] = time.perf_counter() - t_build
         if edit is not None:
             edit(ir, stats)
         candidates[name] = TorchBackend(ir, device=args.device)
+        print(f"built {name} in {build_seconds[name]:.1f} s", flush=True)
 
     t0 = time.perf_counter()
     results = compare_many(
@@ -279,7 +271,7 @@ def main() -> None:
         "model": str(model_dir), "ctx": args.ctx, "chunks": args.chunks, "method": "half", "bos": None,
         "calibration": calib.source, "calibration_sha256": calib.sha256(), "eval_seconds": t_eval,
         "reference": {"ppl": ref.ppl, "ppl_stderr": ref.ppl_stderr, "tokens_scored": ref.tokens_scored},
-        "variants": {name: {"description": variants[name][2], "ppl": q.candidate.ppl, "ppl_increase_pct": q.ppl_increase_pct,
+        "variants": {name: {"description": variants[name][3], "build_seconds": build_seconds[name], "ppl": q.candidate.ppl, "ppl_increase_pct": q.ppl_increase_pct,
                             "kld_mean": q.kld_mean, "kld_p99": q.kld_p99, "kld_max": q.kld_max, "top1": q.top1}
                      for name, q in results.items()},
     }, indent=2))

@@ -53,7 +53,11 @@ def test_fp8_emulation_matches_hardware_gemm(per_token):
         x8, q.data.cuda().t(), scale_a=x_scale.cuda().float(), scale_b=q.scale.reshape(1, -1).cuda().float(), out_dtype=torch.float32
     ).cpu()
     rel = (hw - emulated).abs().max() / emulated.abs().max()
-    assert rel < 1e-4, f"hardware FP8 GEMM differs from the emulation by {rel:.2e}"
+    # The products of two E4M3 codes are exact, but Hopper's FP8 tensor cores accumulate
+    # with a reduced-precision mantissa (about 14 bits, per the DeepSeek-V3 report), so
+    # sums over K=512 differ from the float32 emulation by ~2e-4 of the output range
+    # (measured on an H100); a wrong scale or layout would be off by orders more.
+    assert rel < 1e-3, f"hardware FP8 GEMM differs from the emulation by {rel:.2e}"
 
 
 def test_fp8_pass_on_cuda_calibrates_and_runs(tiny_checkpoint):

@@ -1,9 +1,13 @@
 """IR -> IR passes. Each module registers its pass explicitly on import; this list is
 the whole registry (no discovery by scanning)."""
 
-from inferc.passes import quantize_fp8  # noqa: F401
-from inferc.passes import quantize_gguf  # noqa: F401
-from inferc.passes import quantize_awq, quantize_gptq, quantize_rtn  # noqa: F401
+from inferc.passes import (  # noqa: F401
+    quantize_awq,
+    quantize_fp8,  # noqa: F401
+    quantize_gguf,  # noqa: F401
+    quantize_gptq,
+    quantize_rtn,
+)
 from inferc.passes.base import (
     LayerEvent,
     Pass,

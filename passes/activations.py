@@ -3,11 +3,13 @@ quantizer the input of each quantized linear gets, with static scales from calib
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from inferc.compiler.ir import ActivationQuant, Granularity, ModelIR, QuantFormat
 from inferc.passes.base import PassContext, Requirement
+from inferc.passes.numerics.choose import GroupSize, WeightFormatName, validate_options
 from inferc.passes.numerics.fp8 import fp8_scale
 from inferc.passes.numerics.nvfp4 import global_scale_for
 
@@ -16,6 +18,21 @@ from inferc.passes.numerics.nvfp4 import global_scale_for
 ActivationKind = Literal["none", "nvfp4", "fp8", "fp8_dynamic"]
 
 _WEIGHT_FORMAT = {"nvfp4": QuantFormat.NVFP4, "fp8": QuantFormat.FP8_E4M3, "fp8_dynamic": QuantFormat.FP8_E4M3}
+
+
+@dataclass(frozen=True)
+class WeightQuantConfig:
+    """Options every weight-quantizing algorithm shares (RTN, AWQ, GPTQ extend it):
+    which format, its grouping and symmetry, the activations, and what to leave alone."""
+
+    format: WeightFormatName = WeightFormatName.INT4
+    group_size: GroupSize = "auto"
+    symmetric: bool = True
+    activations: ActivationKind = "none"
+    ignore: tuple[str, ...] = ("lm_head",)
+
+    def __post_init__(self) -> None:
+        validate_options(self.format, self.group_size, self.activations)
 
 
 def activation_requirements(kind: ActivationKind) -> tuple[Requirement, ...]:

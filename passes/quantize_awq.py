@@ -25,13 +25,12 @@ from inferc.calibration.layerwise import LayerInputs, calibrate_layerwise
 from inferc.compiler.errors import CalibrationError, RecipeError
 from inferc.compiler.ir import ModelIR
 from inferc.passes.activations import (
-    ActivationKind,
+    WeightQuantConfig,
     activation_requirements,
     annotate_activations,
 )
 from inferc.passes.base import Pass, PassContext, Requirement, register_pass
 from inferc.passes.numerics.awq import apply_clip, search_clip, search_scales
-from inferc.passes.numerics.choose import GroupSize, WeightFormatName, validate_options
 from inferc.passes.quantize_rtn import bind_format, rtn_quantize, select_targets
 
 MIN_TOKENS = 256
@@ -106,20 +105,15 @@ class _InputSampler:
 @register_pass("quantize_awq")
 class QuantizeAWQ(Pass):
     @dataclass(frozen=True)
-    class Config:
-        format: WeightFormatName = WeightFormatName.INT4
-        group_size: GroupSize = "auto"
-        symmetric: bool = True
-        activations: ActivationKind = "none"
+    class Config(WeightQuantConfig):
         grid: int = 20
         clip_search: bool = True
         search_tokens: int = 2048  # tokens the grid and clip losses are measured on
         sequential: bool = True
         batch_size: int = 8
-        ignore: tuple[str, ...] = ("lm_head",)
 
         def __post_init__(self) -> None:
-            validate_options(self.format, self.group_size, self.activations)
+            super().__post_init__()
             if self.grid < 1 or self.search_tokens < 1:
                 raise RecipeError(f"grid and search_tokens must be positive, found {self.grid} and {self.search_tokens}")
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-
 from inferc.compiler.ir import Granularity, ModelIR, QuantFormat, QuantizedWeight
 from inferc.passes.base import Pass, PassContext, Requirement, register_pass
 from inferc.passes.gguf_policy import choose_format

@@ -16,12 +16,11 @@ from inferc.calibration.layerwise import LayerInputs, calibrate_layerwise
 from inferc.compiler.errors import CalibrationError, RecipeError
 from inferc.compiler.ir import ModelIR
 from inferc.passes.activations import (
-    ActivationKind,
+    WeightQuantConfig,
     activation_requirements,
     annotate_activations,
 )
 from inferc.passes.base import Pass, PassContext, Requirement, register_pass
-from inferc.passes.numerics.choose import GroupSize, WeightFormatName, validate_options
 from inferc.passes.numerics.gptq import (
     HessianAccumulator,
     SingularHessianError,
@@ -42,21 +41,16 @@ def hessian_key(name: str) -> str:
 @register_pass("quantize_gptq")
 class QuantizeGPTQ(Pass):
     @dataclass(frozen=True)
-    class Config:
-        format: WeightFormatName = WeightFormatName.INT4
-        group_size: GroupSize = "auto"
-        symmetric: bool = True
-        activations: ActivationKind = "none"
+    class Config(WeightQuantConfig):
         block_size: int = 128
         dampening: float = 0.01
         act_order: bool = True
         static_groups: bool = False
         sequential: bool = True
         batch_size: int = 8
-        ignore: tuple[str, ...] = ("lm_head",)
 
         def __post_init__(self) -> None:
-            validate_options(self.format, self.group_size, self.activations)
+            super().__post_init__()
             if self.block_size <= 0 or not 0 < self.dampening < 1:
                 raise RecipeError(
                     f"block_size must be positive and dampening in (0, 1), found {self.block_size} and {self.dampening}"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from inferc.compiler.ir import ModelIR
 from inferc.passes.activations import (
-    ActivationKind,
+    WeightQuantConfig,
     activation_requirements,
     annotate_activations,
 )
@@ -21,9 +21,7 @@ from inferc.passes.base import (
     select_linears,
 )
 from inferc.passes.numerics.choose import (
-    GroupSize,
     WeightFormatName,
-    validate_options,
     weight_format_for,
 )
 
@@ -60,15 +58,8 @@ def select_targets(model: ModelIR, pass_name: str, ctx: PassContext, ignore: tup
 @register_pass("quantize_rtn")
 class QuantizeRTN(Pass):
     @dataclass(frozen=True)
-    class Config:
-        format: WeightFormatName = WeightFormatName.INT4
-        group_size: GroupSize = "auto"
-        symmetric: bool = True
-        activations: ActivationKind = "none"
-        ignore: tuple[str, ...] = ("lm_head",)
-
-        def __post_init__(self) -> None:
-            validate_options(self.format, self.group_size, self.activations)
+    class Config(WeightQuantConfig):
+        pass
 
     requires = ()
 

@@ -4,9 +4,12 @@ Importing this package registers every format's dequantizer, so the runtime can 
 any annotated IR.
 """
 
-from inferc.passes.numerics import fp8  # noqa: F401  (registers FP8)
-from inferc.passes.numerics import ggml  # noqa: F401  (registers the GGUF block codecs)
-from inferc.passes.numerics import int4, nvfp4  # noqa: F401  (register INT4, NVFP4)
+from inferc.passes.numerics import (  # noqa: F401  (register INT4, NVFP4)
+    fp8,  # noqa: F401  (registers FP8)
+    ggml,  # noqa: F401  (registers the GGUF block codecs)
+    int4,
+    nvfp4,
+)
 from inferc.passes.numerics.base import (
     QParams,
     WeightFormat,

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-
 from inferc.compiler.errors import UnsupportedError
 from inferc.compiler.ir.quant import ActivationQuant, QuantFormat, QuantizedWeight
 

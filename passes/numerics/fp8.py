@@ -6,9 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from inferc.compiler.ir.quant import ActivationQuant, Granularity, QuantFormat, QuantizedWeight
-from inferc.passes.numerics.base import QParams, register_activation_quantizer, register_dequantizer
+from inferc.compiler.ir.quant import (
+    ActivationQuant,
+    Granularity,
+    QuantFormat,
+    QuantizedWeight,
+)
+from inferc.passes.numerics.base import (
+    QParams,
+    register_activation_quantizer,
+    register_dequantizer,
+)
 
 FP8_E4M3_MAX = 448.0
 _MIN_SCALE = 1e-12  # keeps all-zero rows from dividing by zero

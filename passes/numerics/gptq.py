@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-
 from inferc.compiler.errors import CalibrationError, UnsupportedError
 from inferc.compiler.ir.quant import QuantFormat, QuantizedWeight
 from inferc.passes.numerics.base import QParams, WeightFormat

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from inferc.compiler.errors import RecipeError
 from inferc.compiler.ir.quant import Granularity, QuantFormat, QuantizedWeight
 from inferc.passes.numerics.base import QParams, register_dequantizer

@@ -19,9 +19,17 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
-
-from inferc.compiler.ir.quant import ActivationQuant, Granularity, QuantFormat, QuantizedWeight
-from inferc.passes.numerics.base import QParams, register_activation_quantizer, register_dequantizer
+from inferc.compiler.ir.quant import (
+    ActivationQuant,
+    Granularity,
+    QuantFormat,
+    QuantizedWeight,
+)
+from inferc.passes.numerics.base import (
+    QParams,
+    register_activation_quantizer,
+    register_dequantizer,
+)
 from inferc.passes.numerics.int4 import check_group_size, expand_groups
 
 NVFP4_BLOCK = 16

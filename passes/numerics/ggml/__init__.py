@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-
 from inferc.compiler.ir.quant import QuantFormat, QuantizedWeight
 from inferc.passes.numerics.base import register_dequantizer
 from inferc.passes.numerics.ggml.kquants import (

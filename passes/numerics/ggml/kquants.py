@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from inferc.passes.numerics.ggml._common import (
     F32,
     as_block_bytes,
@@ -22,7 +21,11 @@ from inferc.passes.numerics.ggml._common import (
     seq_sum,
     to_torch_bytes,
 )
-from inferc.passes.numerics.ggml.search import GROUP_MAX_EPS, min_scale_search, symmetric_scale_search
+from inferc.passes.numerics.ggml.search import (
+    GROUP_MAX_EPS,
+    min_scale_search,
+    symmetric_scale_search,
+)
 
 QK_K = 256
 Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES = 144, 176, 210

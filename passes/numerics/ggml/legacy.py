@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from inferc.passes.numerics.ggml._common import (
     F32,
     as_block_bytes,

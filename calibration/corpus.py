@@ -4,6 +4,7 @@ and text sampled from the model itself when there is no corpus at all."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,7 @@ def sample_from_model(
     device: str = "cpu",
     batch_size: int = 16,
     temperature: float = 1.0,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> CalibrationSet:
     """Text the model writes itself, from its BOS token with seeded sampling: the
     fallback calibration (and held-out evaluation) data when no corpus is available."""
@@ -128,6 +130,8 @@ def sample_from_model(
             nxt = torch.multinomial(probs, 1, generator=gen)  # [b, 1]
             seq.append(nxt)
             logits = ref.forward(nxt, cache)[:, -1]
+            if progress is not None:
+                progress("sampling text from the model", start * seq_len + b * len(seq), num_sequences * seq_len)
         out.append(torch.cat(seq, dim=1))
     tokens = torch.cat(out)
     return CalibrationSet(tokens=tokens, source=f"sampled from the model (no corpus), {num_sequences}x{seq_len} tokens, seed {seed}")

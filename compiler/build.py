@@ -92,7 +92,9 @@ def _stream(dataset: str, recipe_part: Any, model_dir: Path) -> tuple[torch.Tens
     return tokenize(tok, text), Path(dataset).name if not dataset.startswith("hf:") else dataset
 
 
-def evaluation_tokens(ev: EvalConfig, ir: ModelIR, seed: int, device: str) -> tuple[torch.Tensor, str, bool]:
+def evaluation_tokens(
+    ev: EvalConfig, ir: ModelIR, seed: int, device: str, progress: Progress | None = None
+) -> tuple[torch.Tensor, str, bool]:
     """(tokens, description, is_corpus): the first ctx_len * chunks tokens of the corpus
     as one stream, or, with no corpus, held-out [n, L] samples of the model's own text
     (a seed distinct from calibration's)."""
@@ -101,17 +103,17 @@ def evaluation_tokens(ev: EvalConfig, ir: ModelIR, seed: int, device: str) -> tu
         end = min(stream.numel(), ev.ctx_len * ev.chunks)
         return stream[:end], f"{name} tokens[0:{end}]", True
     held_out_seed = seed + _HELD_OUT_SEED_OFFSET
-    tokens = sample_from_model(ir, ev.num_samples, ev.sample_len, seed=held_out_seed, device=device).tokens
+    tokens = sample_from_model(ir, ev.num_samples, ev.sample_len, seed=held_out_seed, device=device, progress=progress).tokens
     return tokens, f"held-out text sampled from the model (no corpus), {ev.num_samples}x{ev.sample_len} tokens, seed {held_out_seed}", False
 
 
-def prepare_data(recipe: Recipe, plan: Plan, ir: ModelIR, device: str) -> _Data:
+def prepare_data(recipe: Recipe, plan: Plan, ir: ModelIR, device: str, progress: Progress | None = None) -> _Data:
     """Calibration and evaluation tokens. With the same corpus for both, calibration
     samples only from the tokens after the evaluation region, so they stay disjoint."""
     cal_cfg, ev = recipe.calibration, recipe.eval
     eval_tokens, eval_source, is_corpus = None, "", False
     if ev.enabled:
-        eval_tokens, eval_source, is_corpus = evaluation_tokens(ev, ir, cal_cfg.seed, device)
+        eval_tokens, eval_source, is_corpus = evaluation_tokens(ev, ir, cal_cfg.seed, device, progress)
     calib = None
     if plan.needs_calibration:
         if cal_cfg.dataset:
@@ -120,7 +122,7 @@ def prepare_data(recipe: Recipe, plan: Plan, ir: ModelIR, device: str) -> _Data:
             start = eval_tokens.numel() if same else 0
             calib = sample_sequences(stream[start:], cal_cfg.num_sequences, cal_cfg.seq_len, cal_cfg.seed, f"{name} tokens[{start}:]")
         else:
-            calib = sample_from_model(ir, cal_cfg.num_sequences, cal_cfg.seq_len, seed=cal_cfg.seed, device=device)
+            calib = sample_from_model(ir, cal_cfg.num_sequences, cal_cfg.seq_len, seed=cal_cfg.seed, device=device, progress=progress)
     return _Data(calib, eval_tokens, eval_source, is_corpus)
 
 
@@ -190,7 +192,7 @@ def build(
     base_ir = load_checkpoint(model_dir, validate=False)  # the unquantized reference
 
     announce("data")
-    data = _timed(records, "data", lambda: prepare_data(recipe, plan, ir, device))
+    data = _timed(records, "data", lambda: prepare_data(recipe, plan, ir, device, progress))
     ctx = PassContext(device=device, calibration=data.calibration, progress=progress)
     if imatrix is not None:
         from inferc.calibration.imatrix import read_imatrix

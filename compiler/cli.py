@@ -3,7 +3,6 @@ table at the end, and one line plus a documented exit code for every user error.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from inferc.compiler.build import evaluation_tokens
 from inferc.compiler.errors import CheckpointError, InferCError

@@ -44,7 +44,8 @@ LLMC_PYTHON = Path("/work/venvs/llmc/bin/python")
 def variants(group: int) -> dict[str, tuple[str, dict, str]]:
     return {
         "rtn_g64": ("quantize_rtn", {"format": "int4", "group_size": group}, f"INT4 sym RTN, group {group}"),
-        "awq_g64": ("quantize_awq", {"format": "int4", "group_size": group}, f"INT4 sym AWQ (grid 20, clip search), group {group}"),
+        "awq_g64": ("quantize_awq", {"format": "int4", "group_size": group, "search_tokens": 512},
+                    f"INT4 sym AWQ (grid 20, clip search, losses on 512 tokens), group {group}"),
         "gptq_g64": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": False}, f"INT4 sym GPTQ, group {group}"),
         "gptq_g64_act": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": True},
                          f"INT4 sym GPTQ act-order (g_idx), group {group}"),
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--group-size", type=int, default=64)
     ap.add_argument("--variants", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--no-llmc", action="store_true")
+    ap.add_argument("--llmc-existing", default="", help="score an llm-compressor GPTQ output already written by llmc_oneshot.py")
     ap.add_argument("--llmc-algos", default="gptq,awq", help="llm-compressor algorithms to run side by side")
     ap.add_argument("--time-gptq", type=int, default=0, help="only time a GPTQ build on this many sequences")
     ap.add_argument("--out", default=str(REPO / "bench_results" / "4bit.json"))
@@ -146,6 +148,10 @@ def main() -> None:
             meta[key]["build_seconds"] = info["seconds"]
         print(f"{key}: {info}", flush=True)
 
+    if args.llmc_existing and (Path(args.llmc_existing) / "model.safetensors").exists():
+        key = f"llmc_gptq_g{args.group_size}"
+        candidates[key] = TorchBackend(load_checkpoint(args.llmc_existing), quantized=False)
+        meta[key] = {"description": f"llm-compressor gptq oneshot (run separately), INT4 sym group {args.group_size}"}
     t0 = time.perf_counter()
     results = compare_many(
         TorchBackend(load_checkpoint(model_dir), quantized=False), candidates, eval_tokens, ctx_len=args.ctx,

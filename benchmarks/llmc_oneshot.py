@@ -65,6 +65,11 @@ def main() -> None:
     from llmcompressor import oneshot
     from transformers import AutoModelForCausalLM
 
+    if not torch.cuda.is_available():
+        # llm-compressor's AWQ pins cached activations (pipelines/cache.py, `value.pin_memory()`),
+        # which raises "Cannot access accelerator device when none is available" on a CPU-only
+        # torch. Pinning only speeds host-to-device copies, so on CPU it is safely a no-op.
+        torch.Tensor.pin_memory = lambda self, *a, **k: self
     ids = torch.load(args.ids)
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32)
     t0 = time.perf_counter()

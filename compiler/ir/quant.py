@@ -32,6 +32,9 @@ class QuantFormat(str, Enum):
     GGUF_F32 = "f32"
 
 
+_GGUF_FORMATS = frozenset(f.value for f in QuantFormat if f.name.startswith("GGUF_"))
+
+
 class Granularity(str, Enum):
     TENSOR = "tensor"
     CHANNEL = "channel"  # one scale per output row (weights)
@@ -86,7 +89,10 @@ class QuantizedWeight:
 
     def storage_bytes(self) -> int:
         """Bytes this weight takes when packed for export (codes plus scales)."""
-        codes = self.data.numel() * self.bits // 8 if self.data.dtype != torch.uint8 or self.bits == 8 else self.data.numel()
+        if self.format.value in _GGUF_FORMATS:  # data already holds the packed blocks
+            codes = self.data.numel() * self.data.element_size()
+        else:  # one unpacked code per weight, `bits` wide once packed
+            codes = self.data.numel() * self.bits // 8
         extras = sum(t.numel() * t.element_size() for t in (self.scale, self.zero_point, self.global_scale) if t is not None)
         return codes + extras
 

@@ -31,7 +31,8 @@ from inferc.passes import PassContext, get_pass
 from inferc.runtime.evaluate import perplexity
 from inferc.runtime.llamacpp_backend import LlamaCppBackend
 
-WIKI = Path("/work/shared/data/wikitext-2-raw/wiki.test.raw")
+REPO = Path(__file__).resolve().parents[1]
+WIKI = REPO.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 
 
 def llama_quantize(src: Path, dst: Path, ftype: str, threads: int) -> float:
@@ -69,7 +70,7 @@ def decode_tps(path: Path, threads: int, n: int = 64) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", type=Path, default=Path("/tmp/smol"))
+    ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: the embedded SmolLM2-135M)")
     ap.add_argument("--chunks", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calib-seqs", type=int, default=64)
@@ -79,6 +80,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
 
+    if args.model is None:
+        from inferc.compiler.default_model import ensure_default_model
+
+        args.model = ensure_default_model()
     tok = load_tokenizer(args.model)
     stream = tokenize(tok, read_text_file(WIKI))
     eval_tokens = stream[: args.chunks * 512]

@@ -58,6 +58,14 @@ class _Declared:
         return n * torch.empty((), dtype=self.dtype).element_size()
 
 
+def _default_mode(path: Path) -> None:
+    """safetensors creates files readable by their owner only (0600); give them the mode
+    any other file gets under the process umask, so a published checkpoint is readable."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 class CheckpointWriter:
     """declare_tensor* -> write_tensors -> write_json* / copy_file* -> finalize (or abort)."""
 
@@ -110,6 +118,7 @@ class CheckpointWriter:
                 tensors[d.name] = t.contiguous()
                 weight_map[d.name] = fname
             save_file(tensors, str(self._tmp / fname), metadata=dict(C.SAFETENSORS_METADATA))
+            _default_mode(self._tmp / fname)
             self._files.append(fname)
         if len(shards) > 1:
             total = sum(d.nbytes for d in self._declared.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 
 import pytest
@@ -53,6 +54,9 @@ def test_build_writes_a_complete_artifact(tiny_checkpoint, tmp_path, capsys):
     assert any(p["name"] == "pass quantize_fp8" for p in report["passes"])
     assert "KL divergence" in stdout
     assert not list(tmp_path.glob(".art.inferc-tmp-*"))  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "hf" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # not safetensors' 0600
 
     code, _, err = _run(["build", "--model", tiny_checkpoint("llama"), "--recipe", _recipe(tmp_path), "--out", out], capsys)
     assert code == ExitCode.USAGE and "already exists; pass --force" in err

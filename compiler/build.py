@@ -23,8 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from inferc.calibration.corpus import load_tokenizer, read_hf_dataset, read_text_file, sample_from_model, sample_sequences, tokenize
+from inferc.calibration.corpus import (
+    load_tokenizer,
+    read_hf_dataset,
+    read_text_file,
+    sample_from_model,
+    sample_sequences,
+    tokenize,
+)
 from inferc.calibration.dataset import CalibrationSet
 from inferc.calibration.stats import collect_activation_stats
 from inferc.compiler.default_model import DEFAULT_MODEL_NAME, ensure_default_model
@@ -38,8 +44,17 @@ from inferc.compiler.targets import ExportFormat, Quant, Target, get_target
 from inferc.formats.hf.reader import load_checkpoint
 from inferc.passes import PassContext, Requirement
 from inferc.runtime.evaluate import compare_logits
-from inferc.runtime.report import CalibrationInfo, EventRecord, PassRecord, Report, SizeInfo, evaluate_gates, render_markdown, to_json
-from inferc.runtime.speed import measure_speed
+from inferc.runtime.report import (
+    CalibrationInfo,
+    EventRecord,
+    PassRecord,
+    Report,
+    SizeInfo,
+    evaluate_gates,
+    render_markdown,
+    to_json,
+)
+from inferc.runtime.speed import artifact_size, bits_per_weight, measure_speed
 from inferc.runtime.torch_backend import TorchBackend
 
 Progress = Callable[[str, int, int], None]
@@ -285,11 +300,11 @@ def _evaluate(recipe: Recipe, base_ir: ModelIR, export: tuple[ExportFormat, Path
 
 def size_info(ir: ModelIR, paths: list[Path]) -> SizeInfo:
     """Artifact bytes, and bits per weight over the weight files (safetensors, GGUF)."""
-    files = [f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
-    total = sum(f.stat().st_size for f in files)
-    weight_bytes = sum(f.stat().st_size for f in files if f.suffix in (".safetensors", ".gguf"))
+    weight_files = [f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".safetensors", ".gguf")]
+    weight_bytes = artifact_size(weight_files)
     n = ir.num_parameters()
-    return SizeInfo(artifact_bytes=total, weight_bytes=weight_bytes, n_weights=n, bits_per_weight=8 * weight_bytes / max(n, 1))
+    return SizeInfo(artifact_bytes=artifact_size(paths), weight_bytes=weight_bytes, n_weights=n,
+                    bits_per_weight=bits_per_weight(weight_bytes, n))
 
 
 def _json_default(o: Any) -> Any:

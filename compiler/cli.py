@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
 from inferc.compiler import __version__
 from inferc.compiler.errors import ExitCode, InferCError
 from inferc.compiler.targets import TARGETS, Quant
@@ -130,7 +129,6 @@ def _print_summary(report: Any) -> None:
 def eval_cmd(artifact, reference, dataset, ctx_len, chunks, method, speed, json_out, device) -> None:
     """Evaluate an artifact (artifact directory, HF checkpoint or .gguf) against its reference."""
     from inferc.compiler.evaluate import evaluate_artifact
-
     from inferc.runtime.report import to_json
 
     report = evaluate_artifact(artifact, reference, dataset, ctx_len, chunks, method, speed, device)

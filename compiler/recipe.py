@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-
 from inferc.compiler.errors import RecipeError
 from inferc.compiler.schema import build_dataclass, coerce_value
 from inferc.compiler.targets import ExportFormat, Quant

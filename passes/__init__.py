@@ -18,6 +18,7 @@ from inferc.passes.base import (
     register_pass,
     registered_passes,
     select_linears,
+    select_targets,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "register_pass",
     "registered_passes",
     "select_linears",
+    "select_targets",
 ]

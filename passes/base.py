@@ -147,3 +147,18 @@ def make_config(
     """Build a pass's frozen Config from recipe options, naming any bad key or value."""
     options = dict(options or {})
     return build_dataclass(pass_cls.Config, options, f"{where}pass '{pass_cls.name}' options", lines)
+
+
+def select_targets(model: ModelIR, pass_name: str, ctx: PassContext, ignore: tuple[str, ...]) -> list[str]:
+    """Linears a weight pass should quantize: ignored ones are recorded as left dense,
+    already-quantized ones are skipped with an event."""
+    targets, ignored = select_linears(model, ignore)
+    for name in ignored:
+        model.unquantized[name] = "ignored by recipe"
+    chosen = []
+    for name in targets:
+        if model.is_quantized(name):
+            ctx.event(pass_name, name, "skipped", f"already quantized as {model.weights[name].format.value}")
+        else:
+            chosen.append(name)
+    return chosen

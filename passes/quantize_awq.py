@@ -29,9 +29,15 @@ from inferc.passes.activations import (
     activation_requirements,
     annotate_activations,
 )
-from inferc.passes.base import Pass, PassContext, Requirement, register_pass
+from inferc.passes.base import (
+    Pass,
+    PassContext,
+    Requirement,
+    register_pass,
+    select_targets,
+)
 from inferc.passes.numerics.awq import apply_clip, search_clip, search_scales
-from inferc.passes.quantize_rtn import bind_format, rtn_quantize, select_targets
+from inferc.passes.quantize_rtn import bind_format, rtn_quantize
 
 MIN_TOKENS = 256
 CLIP_TOKENS = 512  # tokens the clipping search measures on (as AutoAWQ)

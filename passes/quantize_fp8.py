@@ -13,7 +13,7 @@ from inferc.passes.base import (
     PassContext,
     Requirement,
     register_pass,
-    select_linears,
+    select_targets,
 )
 from inferc.passes.numerics.fp8 import FP8WeightFormat
 
@@ -36,13 +36,8 @@ class QuantizeFP8(Pass):
     def run(self, model: ModelIR, ctx: PassContext) -> ModelIR:
         cfg = self.config
         fmt = FP8WeightFormat(per_channel=cfg.per_channel)
-        targets, ignored = select_linears(model, cfg.ignore)
-        for name in ignored:
-            model.unquantized[name] = "ignored by recipe"
+        targets = select_targets(model, self.name, ctx, cfg.ignore)
         for i, name in enumerate(targets):
-            if model.is_quantized(name):
-                ctx.event(self.name, name, "skipped", f"already quantized as {model.weights[name].format.value}")
-                continue
             w = model.dense(name)
             model.quantize(name, fmt.quantize(w, fmt.choose_qparams(w)))
             ctx.tick(self.name, i + 1, len(targets))

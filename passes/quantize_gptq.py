@@ -20,14 +20,20 @@ from inferc.passes.activations import (
     activation_requirements,
     annotate_activations,
 )
-from inferc.passes.base import Pass, PassContext, Requirement, register_pass
+from inferc.passes.base import (
+    Pass,
+    PassContext,
+    Requirement,
+    register_pass,
+    select_targets,
+)
 from inferc.passes.numerics.gptq import (
     HessianAccumulator,
     SingularHessianError,
     accumulate_hessian,
     gptq_quantize,
 )
-from inferc.passes.quantize_rtn import bind_format, rtn_quantize, select_targets
+from inferc.passes.quantize_rtn import bind_format, rtn_quantize
 
 _SHARED_INPUT = {"k_proj": "q_proj", "v_proj": "q_proj", "up_proj": "gate_proj"}
 

@@ -18,7 +18,7 @@ from inferc.passes.base import (
     PassContext,
     Requirement,
     register_pass,
-    select_linears,
+    select_targets,
 )
 from inferc.passes.numerics.choose import (
     WeightFormatName,
@@ -40,19 +40,6 @@ def rtn_quantize(fmt, w: torch.Tensor):
     bind = getattr(fmt, "for_tensor", None)
     fmt = bind(w) if bind is not None else fmt
     return fmt.quantize(w, fmt.choose_qparams(w))
-
-
-def select_targets(model: ModelIR, pass_name: str, ctx: PassContext, ignore: tuple[str, ...]) -> list[str]:
-    targets, ignored = select_linears(model, ignore)
-    for name in ignored:
-        model.unquantized[name] = "ignored by recipe"
-    chosen = []
-    for name in targets:
-        if model.is_quantized(name):
-            ctx.event(pass_name, name, "skipped", f"already quantized as {model.weights[name].format.value}")
-        else:
-            chosen.append(name)
-    return chosen
 
 
 @register_pass("quantize_rtn")

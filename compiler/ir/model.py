@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from inferc.compiler.ir.quant import ActivationQuant, QuantizedWeight
 from inferc.compiler.ir.spec import ArchSpec
 from inferc.compiler.ir.tensors import TensorStore

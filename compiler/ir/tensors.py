@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-
 from inferc.compiler.errors import CheckpointError
+from safetensors import SafetensorError, safe_open
 
 
 class TensorStore:

@@ -20,7 +20,6 @@ def min_scale_search(
     xt, wt: [n, B] values and weights. Returns (L [n, B] float32, scale [B], m [B]) where
     m = -min >= 0, as ggml's make_qkx2_quants returns them.
     """
-    n = xt.shape[0]
     mn = np.minimum(xt.min(axis=0), F32(0))
     mx = xt.max(axis=0)
     sum_w = seq_sum(wt)

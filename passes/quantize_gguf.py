@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from inferc.compiler.errors import RecipeError
 from inferc.compiler.ir import Granularity, ModelIR, QuantFormat, QuantizedWeight
 from inferc.passes.base import Pass, PassContext, Requirement, register_pass
 from inferc.passes.gguf_policy import choose_format
@@ -19,6 +21,11 @@ class QuantizeGGUF(Pass):
     class Config:
         mixture: Literal["q4_k_m", "q4_k_s", "q5_k_m", "q8_0", "f16"] = "q4_k_m"
         use_imatrix: bool = False
+        threads: int = 0  # tensors encoded concurrently; 0: torch's intra-op thread count
+
+        def __post_init__(self) -> None:
+            if self.threads < 0:
+                raise RecipeError(f"threads must be 0 (automatic) or positive, found {self.threads}")
 
     requires = (Requirement.ACTIVATION_STATS,)
 
@@ -38,7 +45,8 @@ class QuantizeGGUF(Pass):
         names = [*model.linear_names(), "model.embed_tokens.weight"]
         if not model.spec.tie_word_embeddings:
             names.append("lm_head.weight")
-        for i, name in enumerate(names):
+        jobs = []
+        for name in names:
             if model.is_quantized(name):
                 ctx.event(self.name, name, "skipped", f"already quantized as {model.weights[name].format.value}")
                 continue
@@ -46,9 +54,19 @@ class QuantizeGGUF(Pass):
             choice = choose_format(name, shape, model.spec, cfg.mixture)
             if choice.fallback:
                 ctx.event(self.name, name, "fallback", f"{choice.wanted.value} -> {choice.format.value}: {choice.reason}")
-            w = model.dense(name).to(torch.float32)
-            model.quantize(name, self._encode(w, choice.format, importance.get(name), cfg.mixture, shape))
-            ctx.tick(self.name, i + 1, len(names))
+            jobs.append((name, choice.format, shape))
+
+        def encode(job) -> QuantizedWeight:
+            name, fmt, shape = job
+            return self._encode(model.dense(name).to(torch.float32), fmt, importance.get(name), cfg.mixture, shape)
+
+        # The codecs are numpy over whole tensors and release the GIL, so tensors encode
+        # in parallel threads (as llama.cpp's quantizer uses nthread workers).
+        workers = cfg.threads or torch.get_num_threads()
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for i, ((name, _, _), qw) in enumerate(zip(jobs, pool.map(encode, jobs))):
+                model.quantize(name, qw)
+                ctx.tick(self.name, i + 1, len(jobs))
         return model
 
     @staticmethod

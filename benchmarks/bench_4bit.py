@@ -49,6 +49,15 @@ def variants(group: int) -> dict[str, tuple[str, dict, str]]:
         "gptq_g64": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": False}, f"INT4 sym GPTQ, group {group}"),
         "gptq_g64_act": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": True},
                          f"INT4 sym GPTQ act-order (g_idx), group {group}"),
+        "rtn_g64_mse": ("quantize_rtn", {"format": "int4", "group_size": group, "observer": "mse"},
+                        f"INT4 sym RTN, MSE-searched group ranges, group {group}"),
+        "gptq_g64_mse": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": False, "observer": "mse"},
+                         f"INT4 sym GPTQ, MSE-searched group ranges, group {group}"),
+        "gptq_g64_act_mse": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": True, "observer": "mse"},
+                             f"INT4 sym GPTQ act-order (g_idx), MSE-searched group ranges, group {group}"),
+        "gptq_g64_act_static_mse": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": True, "static_groups": True,
+                                                      "observer": "mse"},
+                                    f"INT4 sym GPTQ act-order, static groups, MSE-searched ranges (the gptq preset), group {group}"),
         "nvfp4_w4a16": ("quantize_rtn", {"format": "nvfp4"}, "NVFP4 weights (RTN), 16-blocks"),
         "nvfp4_w4a4": ("quantize_rtn", {"format": "nvfp4", "activations": "nvfp4"}, "NVFP4 weights and activations (static input scale)"),
     }
@@ -73,7 +82,7 @@ def build(model_dir: Path, pass_name: str, options: dict, calib) -> tuple[object
 
 
 def start_llmc(algorithm: str, model_dir: Path, ids_path: Path, group: int, out_root: Path):
-    """Start llm-compressor in its venv as a subprocess (it runs while ours build)."""
+    """Start llm-compressor in its venv as a subprocess."""
     out = out_root / f"llmc_{algorithm}"
     cmd = [str(LLMC_PYTHON), str(REPO / "benchmarks" / "llmc_oneshot.py"), algorithm, str(model_dir), str(ids_path), str(out),
            "--group-size", str(group)]
@@ -81,8 +90,13 @@ def start_llmc(algorithm: str, model_dir: Path, ids_path: Path, group: int, out_
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True), out, time.perf_counter()
 
 
-def finish_llmc(proc, out: Path, t0: float) -> tuple[Path | None, dict]:
-    stdout, _ = proc.communicate()
+def finish_llmc(proc, out: Path, t0: float, timeout: float | None = None) -> tuple[Path | None, dict]:
+    try:
+        stdout, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return None, {"error": f"did not finish within {timeout:.0f} s; killed", "wall_seconds": time.perf_counter() - t0}
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         return None, {"error": f"exit {proc.returncode}; see {out}.log", "wall_seconds": wall}
@@ -92,9 +106,16 @@ def finish_llmc(proc, out: Path, t0: float) -> tuple[Path | None, dict]:
 
 
 def time_gptq(model_dir: Path, calib, group: int) -> None:
-    _, seconds, events = build(model_dir, "quantize_gptq", {"format": "int4", "group_size": group, "act_order": True}, calib)
-    print(json.dumps({"gptq_seconds": seconds, "peak_rss_mb": peak_rss_mb(), "calibration": calib.source,
-                      "events": sum(e.kind != "group_size" for e in events)}))
+    """The shipped `gptq` preset's algorithm (act-order, static groups, MSE-searched ranges) on `calib`."""
+    options = {"format": "int4", "group_size": group, "act_order": True, "static_groups": True, "observer": "mse"}
+    t0 = time.perf_counter()
+    _, seconds, events = build(model_dir, "quantize_gptq", options, calib)
+    result = {"options": options, "gptq_seconds": seconds, "wall_with_load_seconds": time.perf_counter() - t0,
+              "peak_rss_mb": peak_rss_mb(), "calibration": calib.source,
+              "events": sum(e.kind != "group_size" for e in events)}
+    print(json.dumps(result))
+    (REPO / "bench_results").mkdir(exist_ok=True)
+    (REPO / "bench_results" / "gptq_time.json").write_text(json.dumps(result, indent=2))
 
 
 def main() -> None:
@@ -107,6 +128,7 @@ def main() -> None:
     ap.add_argument("--no-llmc", action="store_true")
     ap.add_argument("--llmc-existing", default="", help="score an llm-compressor GPTQ output already written by llmc_oneshot.py")
     ap.add_argument("--llmc-algos", default="gptq,awq", help="llm-compressor algorithms to run side by side")
+    ap.add_argument("--llmc-timeout", type=float, default=1800, help="seconds before an llm-compressor run is killed")
     ap.add_argument("--time-gptq", type=int, default=0, help="only time a GPTQ build on this many sequences")
     ap.add_argument("--out", default=str(REPO / "bench_results" / "4bit.json"))
     args = ap.parse_args()
@@ -127,10 +149,16 @@ def main() -> None:
     chosen = variants(args.group_size)
     if args.variants:
         chosen = {k: v for k, v in chosen.items() if k in args.variants.split(",")}
-    llmc = {}
-    if not args.no_llmc and LLMC_PYTHON.exists():  # runs concurrently with our builds
-        llmc = {algo: start_llmc(algo, model_dir, ids_path, args.group_size, out.parent) for algo in args.llmc_algos.split(",")}
     candidates, meta = {}, {}
+    if not args.no_llmc and LLMC_PYTHON.exists():  # one at a time, alone on the machine, like ours
+        for algo in args.llmc_algos.split(","):
+            path, info = finish_llmc(*start_llmc(algo, model_dir, ids_path, args.group_size, out.parent), timeout=args.llmc_timeout)
+            key = f"llmc_{algo}_g{args.group_size}"
+            meta[key] = {"description": f"llm-compressor {algo} oneshot, INT4 sym group {args.group_size}", **info}
+            if path is not None:
+                candidates[key] = TorchBackend(load_checkpoint(path), quantized=False)
+                meta[key]["build_seconds"] = info["seconds"]
+            print(f"{key}: {info}", flush=True)
     for name, (pass_name, options, desc) in chosen.items():
         ir, seconds, events = build(model_dir, pass_name, options, calib)
         candidates[name] = TorchBackend(ir)
@@ -139,15 +167,6 @@ def main() -> None:
             kinds[e.kind] = kinds.get(e.kind, 0) + 1
         meta[name] = {"description": desc, "build_seconds": seconds, "events": kinds, "peak_rss_mb_so_far": peak_rss_mb()}
         print(f"built {name} in {seconds:.0f} s; events {kinds}", flush=True)
-    for algo, (proc, path, t_start) in llmc.items():
-        path, info = finish_llmc(proc, path, t_start)
-        key = f"llmc_{algo}_g{args.group_size}"
-        meta[key] = {"description": f"llm-compressor {algo} oneshot, INT4 sym group {args.group_size}", **info}
-        if path is not None:
-            candidates[key] = TorchBackend(load_checkpoint(path), quantized=False)
-            meta[key]["build_seconds"] = info["seconds"]
-        print(f"{key}: {info}", flush=True)
-
     if args.llmc_existing and (Path(args.llmc_existing) / "model.safetensors").exists():
         key = f"llmc_gptq_g{args.group_size}"
         candidates[key] = TorchBackend(load_checkpoint(args.llmc_existing), quantized=False)

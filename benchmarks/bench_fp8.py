@@ -57,6 +57,11 @@ def _unquantize_acts(names: list[str]) -> Callable[[ModelIR, ActivationStats], N
     return edit
 
 
+def _bf16_weights(ir: ModelIR, stats: ActivationStats) -> None:
+    """Undo the weight rounding, keep the activation annotations: the activations' share alone."""
+    ir.weights.clear()
+
+
 def _dynamic_acts(names: list[str]) -> Callable[[ModelIR, ActivationStats], None]:
     def edit(ir: ModelIR, stats: ActivationStats) -> None:
         for n in names:
@@ -92,6 +97,10 @@ def build_variants(stats: ActivationStats, ir0: ModelIR) -> dict[str, tuple[str,
         "gptq_dynamic": ("quantize_gptq", {**gptq, "activations": "fp8_dynamic"}, None,
                          "GPTQ into FP8 per-channel weights, dynamic per-token activations"),
         "gptq_weight_only": ("quantize_gptq", {**gptq, "activations": "none"}, None, "GPTQ into FP8 per-channel weights only"),
+        "acts_only_static": (fp8, {"activations": "static"}, _bf16_weights,
+                             "bf16 weights, static per-tensor FP8 activations (the activations' share alone)"),
+        "acts_only_dynamic": (fp8, {"activations": "dynamic"}, _bf16_weights,
+                              "bf16 weights, dynamic per-token FP8 activations (the activations' share alone)"),
         "static_down_a16": (fp8, {"activations": "static"}, _unquantize_acts(down),
                             "prototype: static, but every down_proj input left unquantized (W8A16 there)"),
         "static_outliers_a16": (fp8, {"activations": "static"}, _unquantize_acts(outliers),

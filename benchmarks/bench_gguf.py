@@ -57,15 +57,19 @@ def ours_quantize(model_dir: Path, dst: Path, mixture: str, importance=None) -> 
     return time.perf_counter() - t, sum(e.kind == "fallback" for e in ctx.events)
 
 
-def decode_tps(path: Path, threads: int, n: int = 64) -> float:
+def decode_tps(path: Path, threads: int, n: int = 64, repeats: int = 5) -> float:
+    """Median over `repeats` greedy decodes of n tokens (single runs on a shared 2-core
+    machine scatter by tens of percent)."""
     b = LlamaCppBackend(path, n_ctx=256, n_threads=threads)
-    state, logits = b.start(torch.tensor([[1, 504, 3458, 282]]))
-    t = time.perf_counter()
-    for _ in range(n):
-        logits = b.step(state, int(logits.argmax()))
-    tps = n / (time.perf_counter() - t)
+    rates = []
+    for _ in range(repeats):
+        state, logits = b.start(torch.tensor([[1, 504, 3458, 282]]))
+        t = time.perf_counter()
+        for _ in range(n):
+            logits = b.step(state, int(logits.argmax()))
+        rates.append(n / (time.perf_counter() - t))
     b.close()
-    return tps
+    return sorted(rates)[len(rates) // 2]
 
 
 def main() -> None:

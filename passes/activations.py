@@ -30,9 +30,10 @@ class WeightQuantConfig:
     symmetric: bool = True
     activations: ActivationKind = "none"
     ignore: tuple[str, ...] = ("lm_head",)
+    observer: Literal["minmax", "mse"] = "minmax"  # how INT4 group ranges are chosen
 
     def __post_init__(self) -> None:
-        validate_options(self.format, self.group_size, self.activations)
+        validate_options(self.format, self.group_size, self.activations, self.observer)
 
 
 def activation_requirements(kind: ActivationKind) -> tuple[Requirement, ...]:

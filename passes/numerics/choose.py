@@ -26,7 +26,7 @@ def auto_group_size(cols: int) -> int | None:
     return next((g for g in AUTO_GROUP_SIZES if cols % g == 0), None)
 
 
-def weight_format_for(name: WeightFormatName, group_size: GroupSize, symmetric: bool, cols: int, tensor: str):
+def weight_format_for(name: WeightFormatName, group_size: GroupSize, symmetric: bool, cols: int, tensor: str, observer: str = "minmax"):
     """The format object for one linear with `cols` inputs; raises RecipeError when an
     explicit group size does not divide `cols`, or NVFP4's block of 16 does not."""
     if name is WeightFormatName.NVFP4:
@@ -38,10 +38,12 @@ def weight_format_for(name: WeightFormatName, group_size: GroupSize, symmetric: 
         group_size = auto_group_size(cols)
     elif group_size is not None:
         check_group_size(cols, group_size, f"'{tensor}'")
-    return INT4WeightFormat(group_size=group_size, symmetric=symmetric)
+    return INT4WeightFormat(group_size=group_size, symmetric=symmetric, observer=observer)
 
 
-def validate_options(name: WeightFormatName, group_size: GroupSize, activations: str) -> None:
+def validate_options(name: WeightFormatName, group_size: GroupSize, activations: str, observer: str = "minmax") -> None:
+    if observer == "mse" and name is not WeightFormatName.INT4:
+        raise RecipeError(f"observer: mse searches INT4 group ranges; format {name.value} takes observer: minmax")
     if isinstance(group_size, int) and group_size <= 0:
         raise RecipeError(f"group_size must be a positive integer, 'auto' or null (per channel), found {group_size}")
     if activations == "nvfp4" and name is not WeightFormatName.NVFP4:

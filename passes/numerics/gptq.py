@@ -7,7 +7,9 @@
 
 The format object supplies the rounding: group parameters come from
 `fmt.choose_qparams` on the (already error-updated) group columns, and each column is
-rounded by `fmt.fake_quantize` with its group's parameters.
+rounded by `fmt.fake_quantize` with its group's parameters. With INT4's `mse` observer
+the group's range is searched to minimise its rounding error weighted by diag(H), the
+energy of each column's input.
 """
 
 from __future__ import annotations
@@ -95,9 +97,16 @@ def _cat_qparams(parts: list[QParams]) -> QParams:
     )
 
 
-def _static_groups(fmt: WeightFormat, w: torch.Tensor) -> list[QParams]:
+def _choose(fmt: WeightFormat, w: torch.Tensor, hdiag: torch.Tensor) -> QParams:
+    """Group parameters; a searching observer weights each column's error by diag(H)."""
+    if getattr(fmt, "observer", "minmax") == "mse":
+        return fmt.choose_qparams(w, col_weights=hdiag)
+    return fmt.choose_qparams(w)
+
+
+def _static_groups(fmt: WeightFormat, w: torch.Tensor, hdiag: torch.Tensor) -> list[QParams]:
     gs = fmt.group_size
-    return [fmt.choose_qparams(w[:, g : g + gs]) for g in range(0, w.shape[1], gs)]
+    return [_choose(fmt, w[:, g : g + gs], hdiag[g : g + gs]) for g in range(0, w.shape[1], gs)]
 
 
 @dataclass
@@ -111,6 +120,7 @@ class _State:
     static: list[QParams] | None  # per original group, chosen before any update
     groups: list[QParams]  # per processing-order group (dynamic groups)
     channel: QParams | None  # per-channel formats
+    hdiag: torch.Tensor  # diag(H) in processing order: the columns' input energy
 
 
 def _qparams_for(fmt: WeightFormat, st: _State, w1: torch.Tensor, i1: int, i: int) -> QParams:
@@ -124,7 +134,7 @@ def _qparams_for(fmt: WeightFormat, st: _State, w1: torch.Tensor, i1: int, i: in
         return st.static[orig // gs]
     if col % gs == 0:
         live = torch.cat([w1[:, i:], st.w[:, i1 + w1.shape[1] :]], dim=1)[:, :gs]
-        st.groups.append(fmt.choose_qparams(live))
+        st.groups.append(_choose(fmt, live, st.hdiag[col : col + gs]))
     return st.groups[-1]
 
 
@@ -168,14 +178,15 @@ def gptq_quantize(
     dead = h.diagonal() == 0
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
-    static = _static_groups(fmt, w) if (fmt.group_size and static_groups) else None
+    static = _static_groups(fmt, w, h.diagonal().clone()) if (fmt.group_size and static_groups) else None
     channel = fmt.choose_qparams(w) if not fmt.group_size else None
     perm = None
     if act_order:
         perm = torch.argsort(h.diagonal(), descending=True)
         w, h = w[:, perm], h[perm][:, perm]
     hinv, damp_used, retries = inverse_cholesky(h, damp)
-    st = _State(w=w, q=torch.zeros_like(w), hinv=hinv, perm=perm, static=static, groups=[], channel=channel)
+    st = _State(w=w, q=torch.zeros_like(w), hinv=hinv, perm=perm, static=static, groups=[], channel=channel,
+                hdiag=h.diagonal().clone())
     loss = torch.zeros((), dtype=torch.float64)
     cols = w.shape[1]
     for i1 in range(0, cols, block_size):

@@ -5,6 +5,10 @@ choice: the full code range is used and +amax rounds to 7 within half a step).
 Asymmetric: codes in [0, 15], w = (code - zero_point) * scale, scale = (max - min) / 15
 with the range stretched to include 0 so zero is exact.
 
+The range comes from an observer: `minmax` takes it as it is; `mse` shrinks it by the
+factor in (0.2, 1] that minimises each group's sum |w - q(w)|^2.4 (GPTQ's and
+llm-compressor's MSE observer), trading clipped outliers for finer steps.
+
 `quantize` and `fake_quantize` infer the group width from the parameters: a [rows, cols]
 slice with scale [rows, g] is cut into g groups of cols // g columns, so GPTQ can
 quantize one column (g = 1) with the parameters of the group it belongs to.
@@ -22,6 +26,8 @@ from inferc.passes.numerics.base import QParams, register_dequantizer
 INT4_SYM_MIN, INT4_SYM_MAX = -8, 7
 INT4_ASYM_MAX = 15
 _MIN_SCALE = 1e-12  # an all-zero group keeps a finite scale
+MSE_SHRINKS = torch.arange(100, 20, -1, dtype=torch.float32) / 100  # 1.00, 0.99, ... 0.21
+MSE_NORM = 2.4
 
 
 def expand_groups(t: torch.Tensor, cols: int) -> torch.Tensor:
@@ -46,6 +52,7 @@ class INT4WeightFormat:
 
     group_size: int | None = 128
     symmetric: bool = True
+    observer: str = "minmax"  # or "mse"
     format: QuantFormat = QuantFormat.INT4
 
     def _grouped(self, w: torch.Tensor) -> torch.Tensor:
@@ -54,16 +61,50 @@ class INT4WeightFormat:
         g = self.group_size or cols
         return w.float().reshape(rows, cols // g, g)  # [rows, groups, g]
 
-    def choose_qparams(self, w: torch.Tensor) -> QParams:
+    def choose_qparams(self, w: torch.Tensor, col_weights: torch.Tensor | None = None) -> QParams:
+        """Per-group parameters of w [rows, cols]. With the mse observer, `col_weights`
+        [cols] (GPTQ passes diag(H), the input energy per column) weight each column's
+        error: the range is chosen for the output, not the weight."""
         wg = self._grouped(w)
         if self.symmetric:
             amax = wg.abs().amax(dim=-1)  # [rows, groups]
-            return QParams(scale=(amax / 7.5).clamp(min=_MIN_SCALE))
-        lo = wg.amin(dim=-1).clamp(max=0.0)
-        hi = wg.amax(dim=-1).clamp(min=0.0)
-        scale = ((hi - lo) / INT4_ASYM_MAX).clamp(min=_MIN_SCALE)
-        zero = torch.round(-lo / scale).clamp(0, INT4_ASYM_MAX).to(torch.int8)
+            best = self._params(amax, None)
+        else:
+            lo, hi = wg.amin(dim=-1).clamp(max=0.0), wg.amax(dim=-1).clamp(min=0.0)
+            best = self._params(lo, hi)
+        if self.observer != "mse":
+            return best
+        cw = None if col_weights is None else col_weights.float().reshape(1, *wg.shape[1:])
+        best_err = self._group_error(wg, best, cw)
+        for shrink in MSE_SHRINKS[1:]:
+            trial = self._params(amax * shrink, None) if self.symmetric else self._params(lo * shrink, hi * shrink)
+            err = self._group_error(wg, trial, cw)
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best = QParams(
+                scale=torch.where(better, trial.scale, best.scale),
+                zero_point=None if self.symmetric else torch.where(better, trial.zero_point, best.zero_point),
+            )
+        return best
+
+    def _params(self, lo_or_amax: torch.Tensor, hi: torch.Tensor | None) -> QParams:
+        if hi is None:
+            return QParams(scale=(lo_or_amax / 7.5).clamp(min=_MIN_SCALE))
+        scale = ((hi - lo_or_amax) / INT4_ASYM_MAX).clamp(min=_MIN_SCALE)
+        zero = torch.round(-lo_or_amax / scale).clamp(0, INT4_ASYM_MAX).to(torch.int8)
         return QParams(scale=scale, zero_point=zero)
+
+    def _group_error(self, wg: torch.Tensor, qp: QParams, cw: torch.Tensor | None = None) -> torch.Tensor:
+        """sum cw |w - q(w)|^MSE_NORM per group, [rows, groups], for wg [rows, groups, g]."""
+        scale = qp.scale.unsqueeze(-1)
+        q = torch.round(wg / scale)
+        if self.symmetric:
+            deq = q.clamp(INT4_SYM_MIN, INT4_SYM_MAX) * scale
+        else:
+            zero = qp.zero_point.unsqueeze(-1).float()
+            deq = ((q + zero).clamp(0, INT4_ASYM_MAX) - zero) * scale
+        err = (deq - wg).abs().pow(MSE_NORM)
+        return (err if cw is None else err * cw).sum(dim=-1)
 
     def codes(self, w: torch.Tensor, qparams: QParams) -> torch.Tensor:
         """Integer codes (int8 tensor) of w [rows, cols] under per-group qparams."""

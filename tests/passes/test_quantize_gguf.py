@@ -58,7 +58,10 @@ def test_pass_records_fallbacks_and_uses_importance(tiny_checkpoint):
 
 
 @pytest.mark.slow
-def test_llama_cpp_perplexity_matches_our_runtime(smollm2_dir, wikitext_path, tmp_path):
+@pytest.mark.parametrize("mixture", ["q4_k_m", "q4_k_s", "q5_k_m", "q8_0"])
+def test_llama_cpp_perplexity_matches_our_runtime(mixture, smollm2_dir, wikitext_path, tmp_path):
+    """Each policy's GGUF of the real model: llama.cpp loads it, completes a prompt
+    coherently, and its perplexity agrees with ours on the same (dequantized) weights."""
     from inferc.calibration.corpus import load_tokenizer, read_text_file, tokenize
     from inferc.formats.gguf import export_gguf
     from inferc.runtime.evaluate import perplexity
@@ -68,7 +71,7 @@ def test_llama_cpp_perplexity_matches_our_runtime(smollm2_dir, wikitext_path, tm
     tokens = tokenize(load_tokenizer(smollm2_dir), read_text_file(wikitext_path))[: 4 * 512]
     model = load_checkpoint(smollm2_dir)
     p = get_pass("quantize_gguf")
-    p(p.Config(mixture="q4_k_m")).run(model, PassContext())
+    p(p.Config(mixture=mixture)).run(model, PassContext())
     export_gguf(model, tmp_path / "m.gguf")
     lcpp = LlamaCppBackend(tmp_path / "m.gguf", n_ctx=512)
     theirs = perplexity(lcpp, tokens, ctx_len=512, n_chunks=4, method="half").ppl

@@ -41,6 +41,15 @@ def test_w4a4_needs_nvfp4_weights():
         make_config(cls, {"format": "int4", "activations": "nvfp4"})
 
 
+def test_mse_observer_is_int4_only():
+    cls = get_pass("quantize_rtn")
+    assert make_config(cls, {"format": "int4", "observer": "mse"}).observer == "mse"
+    with pytest.raises(RecipeError, match="observer: mse searches INT4 group ranges; format nvfp4"):
+        make_config(cls, {"format": "nvfp4", "observer": "mse"})
+    with pytest.raises(RecipeError, match="observer"):
+        make_config(cls, {"format": "int4", "observer": "percentile"})
+
+
 def test_nvfp4_w4a4_annotates_static_input_scales(tiny_checkpoint):
     path = tiny_checkpoint("llama")
     ids = calib_set(seed=1).tokens[:2]

@@ -82,3 +82,14 @@ def test_hessian_singular_after_retries_raises():
     h = torch.diag(torch.tensor([1.0, -1e6, 1.0, 1.0]))
     with pytest.raises(SingularHessianError, match="not positive definite"):
         inverse_cholesky(h, 0.01, retries=2)
+
+
+@pytest.mark.parametrize("symmetric,act_order", [(True, False), (True, True), (False, False)])
+def test_mse_observer_weighted_by_hessian_lowers_output_error(symmetric, act_order):
+    w, x, acc = _problem()
+    errs = {}
+    for observer in ("minmax", "mse"):
+        fmt = INT4WeightFormat(group_size=32, symmetric=symmetric, observer=observer)
+        qw, _ = gptq_quantize(w, acc.hessian, fmt, block_size=64, act_order=act_order)
+        errs[observer] = _out_err(x, w, dequantize(qw))
+    assert errs["mse"] < errs["minmax"], errs

@@ -74,3 +74,20 @@ def test_pack_nibble_order():
     packed = pack_int4_to_int32(codes, offset=8)
     word = int(packed[0, 0]) & 0xFFFFFFFF
     assert [(word >> (4 * j)) & 0xF for j in range(8)] == [0, 1, 8, 9, 10, 11, 14, 15]
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_mse_observer_shrinks_ranges_and_lowers_error(symmetric):
+    w = _w()
+    w[3, 7] = 1.0  # one outlier stretches its group's min-max range
+    minmax = INT4WeightFormat(group_size=64, symmetric=symmetric)
+    mse = INT4WeightFormat(group_size=64, symmetric=symmetric, observer="mse")
+    p_minmax, p_mse = minmax.choose_qparams(w), mse.choose_qparams(w)
+    assert bool((p_mse.scale <= p_minmax.scale + 1e-12).all()) and bool((p_mse.scale < p_minmax.scale).any())
+    err = {k: (f.fake_quantize(w, p) - w).abs().pow(2.4).sum().item() for k, f, p in [("minmax", minmax, p_minmax), ("mse", mse, p_mse)]}
+    assert err["mse"] < err["minmax"]
+    # column weights move the choice toward the heavily weighted columns
+    cw = torch.ones(w.shape[1])
+    cw[:32] = 100.0
+    p_w = mse.choose_qparams(w, col_weights=cw)
+    assert not torch.equal(p_w.scale, p_mse.scale)

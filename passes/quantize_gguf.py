@@ -56,29 +56,44 @@ class QuantizeGGUF(Pass):
                 ctx.event(self.name, name, "fallback", f"{choice.wanted.value} -> {choice.format.value}: {choice.reason}")
             jobs.append((name, choice.format, shape))
 
-        def encode(job) -> QuantizedWeight:
-            name, fmt, shape = job
-            return self._encode(model.dense(name).to(torch.float32), fmt, importance.get(name), cfg.mixture, shape)
+        # The codecs are numpy over whole arrays and release the GIL, and every block is
+        # independent of the other rows, so tensors are cut into row slices of about
+        # SLICE_ELEMENTS that threads encode in parallel (llama.cpp's quantizer splits rows
+        # over nthread workers likewise). Small slices also keep each codec's temporaries
+        # in cache, and the largest tensor (the embedding) no longer runs alone at the end.
+        slices = [(name, fmt, r0, r1) for name, fmt, shape in jobs for r0, r1 in _row_slices(shape)]
 
-        # The codecs are numpy over whole tensors and release the GIL, so tensors encode
-        # in parallel threads (as llama.cpp's quantizer uses nthread workers).
+        def encode(item) -> torch.Tensor:
+            name, fmt, r0, r1 = item
+            w = model.dense(name)[r0:r1].to(torch.float32)
+            if fmt is QuantFormat.GGUF_F16:
+                return w.to(torch.float16).contiguous().view(torch.uint8)
+            return CODECS[fmt].quantize(w, importance=importance.get(name))
+
         workers = cfg.threads or torch.get_num_threads()
+        parts: dict[str, list[torch.Tensor]] = {name: [] for name, _, _ in jobs}
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for i, ((name, _, _), qw) in enumerate(zip(jobs, pool.map(encode, jobs))):
-                model.quantize(name, qw)
-                ctx.tick(self.name, i + 1, len(jobs))
+            for (name, _, _, _), data in zip(slices, pool.map(encode, slices)):
+                parts[name].append(data)
+        for i, (name, fmt, shape) in enumerate(jobs):
+            data = torch.cat(parts.pop(name)) if len(parts[name]) > 1 else parts.pop(name)[0]
+            model.quantize(name, self._annotate(data, fmt, name in importance, cfg.mixture, shape))
+            ctx.tick(self.name, i + 1, len(jobs))
         return model
 
     @staticmethod
-    def _encode(w: torch.Tensor, fmt: QuantFormat, imp: torch.Tensor | None, mixture: str, shape) -> QuantizedWeight:
-        if fmt is QuantFormat.GGUF_F16:
-            data = w.to(torch.float16).contiguous().view(torch.uint8)
-            bits = 16
-        else:
-            data = CODECS[fmt].quantize(w, importance=imp)
-            bits = 8
-        algorithm = "imatrix" if imp is not None and fmt in CODECS else "rtn"
+    def _annotate(data: torch.Tensor, fmt: QuantFormat, weighted: bool, mixture: str, shape) -> QuantizedWeight:
+        coded = fmt in CODECS
         return QuantizedWeight(
             format=fmt, shape=(int(shape[0]), int(shape[1])), data=data, granularity=Granularity.BLOCK,
-            bits=bits, algorithm=algorithm, meta={"mixture": mixture},
+            bits=8 if coded else 16, algorithm="imatrix" if weighted and coded else "rtn", meta={"mixture": mixture},
         )
+
+
+SLICE_ELEMENTS = 1 << 20  # ~4 MiB of float32 per slice
+
+
+def _row_slices(shape) -> list[tuple[int, int]]:
+    rows, cols = int(shape[0]), int(shape[1])
+    step = max(1, SLICE_ELEMENTS // max(cols, 1))
+    return [(r, min(r + step, rows)) for r in range(0, rows, step)]

@@ -57,6 +57,26 @@ def test_pass_records_fallbacks_and_uses_importance(tiny_checkpoint):
     assert model2.weights[name].algorithm == "imatrix"
 
 
+@pytest.mark.parametrize("mixture", ["q4_k_m", "q8_0", "f16"])
+def test_row_slices_in_threads_equal_whole_tensors(mixture, tiny_checkpoint, monkeypatch):
+    import inferc.passes.quantize_gguf as qg
+    from inferc.passes.numerics.ggml import CODECS
+
+    monkeypatch.setattr(qg, "SLICE_ELEMENTS", 1000)  # several slices per tensor, uneven last slice
+    model = load_checkpoint(tiny_checkpoint("llama"))
+    imp = {n: torch.rand(model.tensors.shape(n)[1]) for n in model.linear_names()}
+    p = get_pass("quantize_gguf")
+    p(p.Config(mixture=mixture, use_imatrix=mixture != "f16", threads=3)).run(model, PassContext(importance=imp))
+    for name, q in model.weights.items():
+        w = model.dense(name).float()
+        assert qg._row_slices(w.shape)[0][1] < w.shape[0]
+        if q.format is Q.GGUF_F16:
+            whole = w.half().view(torch.uint8)
+        else:
+            whole = CODECS[q.format].quantize(w, importance=imp.get(name))
+        assert torch.equal(q.data, whole), name
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mixture", ["q4_k_m", "q4_k_s", "q5_k_m", "q8_0"])
 def test_llama_cpp_perplexity_matches_our_runtime(mixture, smollm2_dir, wikitext_path, tmp_path):

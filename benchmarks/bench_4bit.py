@@ -44,8 +44,8 @@ LLMC_PYTHON = Path("/work/venvs/llmc/bin/python")
 def variants(group: int) -> dict[str, tuple[str, dict, str]]:
     return {
         "rtn_g64": ("quantize_rtn", {"format": "int4", "group_size": group}, f"INT4 sym RTN, group {group}"),
-        "awq_g64": ("quantize_awq", {"format": "int4", "group_size": group, "search_tokens": 512},
-                    f"INT4 sym AWQ (grid 20, clip search, losses on 512 tokens), group {group}"),
+        "awq_g64": ("quantize_awq", {"format": "int4", "group_size": group},
+                    f"INT4 sym AWQ (the awq preset: grid 20, clip search, losses on 2048 tokens), group {group}"),
         "gptq_g64": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": False}, f"INT4 sym GPTQ, group {group}"),
         "gptq_g64_act": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": True},
                          f"INT4 sym GPTQ act-order (g_idx), group {group}"),
@@ -58,6 +58,10 @@ def variants(group: int) -> dict[str, tuple[str, dict, str]]:
         "gptq_g64_act_static_mse": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": True, "static_groups": True,
                                                       "observer": "mse"},
                                     f"INT4 sym GPTQ act-order, static groups, MSE-searched ranges (the gptq preset), group {group}"),
+        "awq_gptq_g64": ([("quantize_awq", {"format": "int4", "group_size": group, "quantize": False}),
+                          ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": True, "static_groups": True,
+                                             "observer": "mse"})], {},
+                         f"AWQ scales folded (no rounding), then the gptq preset's GPTQ, group {group}"),
         "nvfp4_w4a16": ("quantize_rtn", {"format": "nvfp4"}, "NVFP4 weights (RTN), 16-blocks"),
         "nvfp4_w4a4": ("quantize_rtn", {"format": "nvfp4", "activations": "nvfp4"}, "NVFP4 weights and activations (static input scale)"),
     }
@@ -72,12 +76,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build(model_dir: Path, pass_name: str, options: dict, calib) -> tuple[object, float, list]:
+def build(model_dir: Path, pass_name: str | list[tuple[str, dict]], options: dict, calib) -> tuple[object, float, list]:
+    """Run one pass (or a list of (pass, options) in order) on a fresh load of the model."""
     ir = load_checkpoint(model_dir)
-    cls = get_pass(pass_name)
+    steps = pass_name if isinstance(pass_name, list) else [(pass_name, options)]
     t0 = time.perf_counter()
     ctx = PassContext(calibration=calib, _stats_factory=lambda: collect_activation_stats(ir, calib), progress=_layer_progress)
-    cls(make_config(cls, options)).run(ir, ctx)
+    for name, opts in steps:
+        cls = get_pass(name)
+        cls(make_config(cls, opts)).run(ir, ctx)
     return ir, time.perf_counter() - t0, ctx.events
 
 

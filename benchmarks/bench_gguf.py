@@ -9,6 +9,7 @@ quantization wall time and llama.cpp decode tokens/s for each artifact.
 The importance matrix is calibrated on wikitext-2 test tokens *after* the evaluated
 chunks (disjoint from them). Usage:
     python benchmarks/bench_gguf.py [--model /tmp/smol] [--chunks 40] [--out bench_results]
+    python benchmarks/bench_gguf.py --speed-only 5      # quantization wall time only
 """
 
 from __future__ import annotations
@@ -72,6 +73,23 @@ def decode_tps(path: Path, threads: int, n: int = 64, repeats: int = 5) -> float
     return sorted(rates)[len(rates) // 2]
 
 
+def speed_only(args, f16: Path, work: Path) -> None:
+    """Quantization wall time only, alternating ours and llama.cpp's so both see the same
+    machine state; medians over the rounds."""
+    times: dict[str, list[float]] = {}
+    for _ in range(args.speed_only):
+        for mixture, ftype in (("q8_0", "Q8_0"), ("q4_k_m", "Q4_K_M")):
+            times.setdefault(f"{ftype} ours", []).append(ours_quantize(args.model, work / f"ours-{mixture}.gguf", mixture)[0])
+            times.setdefault(f"{ftype} llama.cpp", []).append(llama_quantize(f16, work / f"lcpp-{mixture}.gguf", ftype, args.threads))
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    print(f"\nquantization wall time, median of {args.speed_only} rounds, {args.threads} threads\n")
+    print("| mixture | ours s | llama.cpp s | ratio |\n|---|---|---|---|")
+    for ftype in ("Q8_0", "Q4_K_M"):
+        a, b = med[f"{ftype} ours"], med[f"{ftype} llama.cpp"]
+        print(f"| {ftype} | {a:.2f} | {b:.2f} | {a / b:.2f}x |")
+    (args.out / "bench_gguf_speed.json").write_text(json.dumps({"rounds": times, "median": med, "threads": args.threads}, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: the embedded SmolLM2-135M)")
@@ -79,6 +97,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calib-seqs", type=int, default=64)
     ap.add_argument("--out", type=Path, default=Path("bench_results"))
+    ap.add_argument("--speed-only", type=int, default=0, metavar="N",
+                    help="only time quantization, ours and llama.cpp's alternately, N rounds; print medians")
     args = ap.parse_args()
     work = args.out / "gguf"
     work.mkdir(parents=True, exist_ok=True)
@@ -95,6 +115,8 @@ def main() -> None:
     base = load_checkpoint(args.model)
     f16, f32 = work / "f16.gguf", work / "f32.gguf"
     export_gguf(base, f16)
+    if args.speed_only:
+        return speed_only(args, f16, work)
     export_gguf(base, f32, dense=QuantFormat.GGUF_F32)
 
     # importance matrix from tokens after the evaluated chunks

@@ -13,7 +13,10 @@ so the model computes the same function before rounding:
 
 A norm that scales by (offset + w) (Gemma: offset 1) becomes (offset + w) / s - offset.
 Folded tensors are written back to `model.tensors` in float32. Then each linear's
-groups get a clipping search and are rounded by the format.
+groups get a clipping search and are rounded by the format; or, with `quantize: false`,
+the weights stay dense and scaled (no clipping) for a following pass to round: AWQ's
+scales under GPTQ's error compensation is `quantize_awq {quantize: false}` then
+`quantize_gptq`.
 """
 
 from __future__ import annotations
@@ -117,11 +120,14 @@ class QuantizeAWQ(Pass):
         search_tokens: int = 2048  # tokens the grid and clip losses are measured on
         sequential: bool = True
         batch_size: int = 8
+        quantize: bool = True  # false: fold the scales only, leave rounding to the next pass
 
         def __post_init__(self) -> None:
             super().__post_init__()
             if self.grid < 1 or self.search_tokens < 1:
                 raise RecipeError(f"grid and search_tokens must be positive, found {self.grid} and {self.search_tokens}")
+            if not self.quantize and self.activations != "none":
+                raise RecipeError(f"quantize: false leaves the weights dense; set activations on the pass that rounds them, not here ({self.activations})")
 
     requires = (Requirement.CALIBRATION,)
 
@@ -146,6 +152,8 @@ class QuantizeAWQ(Pass):
             sampler.abs_sum.clear(), sampler.count.clear(), sampler.samples.clear()
 
         calibrate_layerwise(model, calib, lambda i: sampler.observe, quantize_layer, cfg.sequential, cfg.batch_size, ctx.device, ctx.progress)
+        if not cfg.quantize:
+            return model
         for name in [n for n in targets if not n.startswith("model.layers.")]:
             ctx.event(self.name, name, "fallback", "outside the decoder layers; rounded to nearest without scaling")
             model.quantize(name, rtn_quantize(formats[name], model.dense(name)))
@@ -170,6 +178,8 @@ class QuantizeAWQ(Pass):
         for g in groups:
             if g.consumers[0] in scales:
                 fold_scales(model, g, scales[g.consumers[0]])
+        if not self.config.quantize:
+            return
         covered = {n for g in groups for n in g.consumers}
         unscaled = [n for n in formats if n.startswith(f"model.layers.{layer}.") and n not in covered]
         plan = [(g.consumers, sampler.x(g.consumers[0]), scales.get(g.consumers[0])) for g in groups]

@@ -44,3 +44,24 @@ def test_awq_runs_and_is_no_worse_than_rtn(tiny_checkpoint, fmt):
     assert any(e.kind == "awq_scale" for e in ctx.events)
     assert any(e.kind == "awq_skip" for e in ctx.events)
     assert mean_kl(base, logits(awq, ids)) < mean_kl(base, logits(results["quantize_rtn"][0], ids))
+
+
+def test_scales_only_then_gptq(tiny_checkpoint):
+    """quantize: false folds AWQ's scales and leaves the (same-function) weights dense;
+    quantize_gptq then rounds them."""
+    path = tiny_checkpoint("llama")
+    calib = calib_set(n=16)
+    ids = calib.tokens[:4]
+    model = load(path)
+    base = logits(model, ids)
+    awq = get_pass("quantize_awq")
+    awq(make_config(awq, {"format": "int4", "quantize": False})).run(model, context(model, calib))
+    assert not model.weights
+    torch.testing.assert_close(logits(model, ids), base, rtol=1e-4, atol=1e-4)
+    assert not torch.equal(model.tensors.get("model.layers.0.mlp.up_proj.weight").float(), load(path).dense("model.layers.0.mlp.up_proj.weight").float())
+    gptq = get_pass("quantize_gptq")
+    gptq(make_config(gptq, {"format": "int4"})).run(model, context(model, calib))
+    assert len(model.weights) == len(model.linear_names()) - ("lm_head.weight" in model.linear_names())
+    assert mean_kl(base, logits(model, ids)) < 0.5
+    with pytest.raises(Exception, match="quantize: false leaves the weights dense"):
+        make_config(awq, {"format": "fp8", "activations": "fp8", "quantize": False})

@@ -46,6 +46,8 @@ def variants(group: int) -> dict[str, tuple[str, dict, str]]:
         "rtn_g64": ("quantize_rtn", {"format": "int4", "group_size": group}, f"INT4 sym RTN, group {group}"),
         "awq_g64": ("quantize_awq", {"format": "int4", "group_size": group},
                     f"INT4 sym AWQ (the awq preset: grid 20, clip search, losses on 2048 tokens), group {group}"),
+        "awq_g64_duo": ("quantize_awq", {"format": "int4", "group_size": group, "duo_scaling": "both"},
+                        f"INT4 sym AWQ, duo scaling searched beside plain (grid 20 each), clip search, group {group}"),
         "gptq_g64": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": False}, f"INT4 sym GPTQ, group {group}"),
         "gptq_g64_act": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": True},
                          f"INT4 sym GPTQ act-order (g_idx), group {group}"),

@@ -22,6 +22,7 @@ scales under GPTQ's error compensation is `quantize_awq {quantize: false}` then
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from inferc.calibration.layerwise import LayerInputs, calibrate_layerwise
@@ -121,6 +122,7 @@ class QuantizeAWQ(Pass):
         sequential: bool = True
         batch_size: int = 8
         quantize: bool = True  # false: fold the scales only, leave rounding to the next pass
+        duo_scaling: Literal["off", "on", "both"] = "off"  # scales from activations only, also weights, or the better
 
         def __post_init__(self) -> None:
             super().__post_init__()
@@ -172,7 +174,7 @@ class QuantizeAWQ(Pass):
                 continue
             fmts = [formats.get(n) for n in g.consumers]  # None: an ignored linear, kept exact
             ws = [model.tensors.get(n) for n in g.consumers]
-            s, alpha, _ = search_scales(sampler.x(key), sampler.mean(key), ws, fmts, self.config.grid)
+            s, alpha, _ = search_scales(sampler.x(key), sampler.mean(key), ws, fmts, self.config.grid, self.config.duo_scaling)
             scales[key] = s
             ctx.event(self.name, key, "awq_scale", f"alpha {alpha:.2f} for {len(g.consumers)} linear(s)")
         for g in groups:

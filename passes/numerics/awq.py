@@ -3,7 +3,9 @@
 For linears W_i that share an input x [tokens, in], per-input-channel scales
 s = mean|x|^alpha (normalised to geometric mean 1) protect the salient channels:
 x W^T = (x / s) (W s)^T, and W s is what gets rounded. alpha is chosen on a grid to
-minimise the error of the concatenated outputs. A clipping search then shrinks each
+minimise the error of the concatenated outputs. Duo scaling (AutoAWQ's later form)
+divides by the weights' per-channel magnitude too, s = mean|x|^alpha / mean|w|^(1-alpha),
+with |w| normalised by its group maximum; `duo="both"` searches both families. A clipping search then shrinks each
 group's range where that lowers the group's output error.
 """
 
@@ -27,19 +29,39 @@ def awq_scales(x_mean: torch.Tensor, alpha: float) -> torch.Tensor:
     return s / (s.max() * s.min()).sqrt()
 
 
+def weight_magnitude(weights: list[torch.Tensor], group_size: int | None) -> torch.Tensor:
+    """[in] mean over all rows of |w| / (its group's max |w|), for duo scaling."""
+    w = torch.cat([w.float() for w in weights], dim=0)
+    rows, cols = w.shape
+    g = group_size or cols
+    wg = w.abs().reshape(rows, cols // g, g)
+    return (wg / wg.amax(-1, keepdim=True).clamp(min=1e-12)).reshape(rows, cols).mean(0)
+
+
+def _candidates(x_mean: torch.Tensor, w_mean: torch.Tensor | None, grid: int, duo: str):
+    for k in range(grid):
+        alpha = k / grid
+        if duo in ("off", "both"):
+            yield alpha, awq_scales(x_mean, alpha)
+        if duo in ("on", "both") and w_mean is not None:
+            s = x_mean.float().clamp(min=_MIN_MEAN).pow(alpha) / w_mean.clamp(min=_MIN_MEAN).pow(1 - alpha)
+            yield alpha, s / (s.max() * s.min()).sqrt()
+
+
 def search_scales(
-    x: torch.Tensor, x_mean: torch.Tensor, weights: list[torch.Tensor], fmt_of: list, grid: int = 20
+    x: torch.Tensor, x_mean: torch.Tensor, weights: list[torch.Tensor], fmt_of: list, grid: int = 20, duo: str = "off"
 ) -> tuple[torch.Tensor, float, list[float]]:
     """Grid search of alpha in [0, 1); x [tokens, in] samples, weights [out_i, in] sharing
-    x, fmt_of[i] the format of weights[i] (None: left unrounded). Returns (scales [in], best alpha, losses)."""
+    x, fmt_of[i] the format of weights[i] (None: left unrounded); duo "off", "on" or
+    "both" (see the module docstring). Returns (scales [in], best alpha, losses)."""
     x = x.float()
     ws = [w.float() for w in weights]
     ref = torch.cat([x @ w.T for w in ws], dim=1)  # [tokens, sum out]
     losses: list[float] = []
     best = (float("inf"), 0.0, torch.ones_like(x_mean, dtype=torch.float32))
-    for k in range(grid):
-        alpha = k / grid
-        s = awq_scales(x_mean, alpha)
+    group = next((getattr(f, "group_size", None) for f in fmt_of if f is not None), None)
+    w_mean = weight_magnitude(ws, group) if duo != "off" else None
+    for alpha, s in _candidates(x_mean, w_mean, grid, duo):
         xs = x / s
         out = torch.cat([xs @ (w * s if f is None else rtn_fake_quantize(f, w * s)).T for w, f in zip(ws, fmt_of)], dim=1)
         loss = (out - ref).pow(2).mean().item()

@@ -113,3 +113,40 @@ def test_unsupported_tokenizer(wide_llama, tmp_path):
     with pytest.raises(UnsupportedError, match="WordPiece"):
         export_gguf(load_checkpoint(ckpt), tmp_path / "m.gguf")
     assert not (tmp_path / "m.gguf").exists()
+
+
+CPU_RECIPE = """\
+version: 1
+name: tiny-q4km
+quant: q4_k_m
+target: cpu
+calibration: {num_sequences: 2, seq_len: 32, seed: 0}
+pipeline:
+  - pass: quantize_gguf
+    options: {mixture: q4_k_m, use_imatrix: true}
+export: [{format: gguf}]
+eval: {num_samples: 2, sample_len: 32, speed: {prompt_len: 8, gen_len: 4, repeats: 2}}
+"""
+
+
+@pytest.mark.e2e
+def test_cli_builds_a_gguf_artifact_and_evaluates_it_with_llama_cpp(wide_llama, tmp_path, capsys):
+    """`inferc build` for the cpu target writes model.gguf (K-quants and listed
+    fallbacks), `inferc inspect` reads it, `inferc eval` scores it through llama.cpp."""
+    import json
+
+    from inferc.compiler.cli import main
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(CPU_RECIPE)
+    out = tmp_path / "art"
+    assert main(["build", "--model", str(wide_llama), "--recipe", str(recipe), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    assert (out / "model.gguf").is_file()
+    report = json.loads((out / "report.json").read_text())
+    assert report["quality"]["kld_mean"] >= 0 and report["speed"]["decode_tok_s"] > 0
+    assert any(e["kind"] == "fallback" for e in report["events"])  # rows of 576 are not whole super-blocks
+    capsys.readouterr()
+    assert main(["inspect", str(out / "model.gguf")]) == 0
+    assert "q4_k" in capsys.readouterr().out.lower()
+    assert main(["eval", str(out), "--chunks", "1", "--no-speed"]) == 0
+    assert "llama.cpp" in capsys.readouterr().out

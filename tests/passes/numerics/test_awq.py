@@ -41,3 +41,17 @@ def test_clip_search_lowers_output_error():
     err = lambda wq: ((x @ (w - wq).T) ** 2).mean().item()  # noqa: E731
     assert err(rtn_fake_quantize(fmt, clipped)) < err(rtn_fake_quantize(fmt, w))
     assert (clipped.abs() <= w.abs() + 1e-12).all()
+
+
+def test_duo_scaling_divides_by_weight_magnitude_and_both_takes_the_better():
+    x, w = _inputs()
+    w[:, 10] *= 8.0  # a column of large weights: duo scaling shrinks its scale
+    fmt = INT4WeightFormat(group_size=32)
+    mean = x.abs().mean(0)
+    s_off, _, l_off = search_scales(x, mean, [w], [fmt], grid=10, duo="off")
+    s_on, _, l_on = search_scales(x, mean, [w], [fmt], grid=10, duo="on")
+    s_both, _, l_both = search_scales(x, mean, [w], [fmt], grid=10, duo="both")
+    assert len(l_off) == len(l_on) == 10 and len(l_both) == 20
+    assert s_on[10] < s_on[11:].median()  # the large-weight column is protected less
+    assert min(l_both) == min(min(l_off), min(l_on))
+    assert torch.equal(s_both, s_off if min(l_off) <= min(l_on) else s_on)

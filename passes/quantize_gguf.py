@@ -21,7 +21,7 @@ class QuantizeGGUF(Pass):
     class Config:
         mixture: Literal["q4_k_m", "q4_k_s", "q5_k_m", "q8_0", "f16"] = "q4_k_m"
         use_imatrix: bool = False
-        threads: int = 0  # tensors encoded concurrently; 0: torch's intra-op thread count
+        threads: int = 0  # encoding threads; 0: torch's intra-op thread count
 
         def __post_init__(self) -> None:
             if self.threads < 0:
@@ -76,7 +76,8 @@ class QuantizeGGUF(Pass):
             for (name, _, _, _), data in zip(slices, pool.map(encode, slices)):
                 parts[name].append(data)
         for i, (name, fmt, shape) in enumerate(jobs):
-            data = torch.cat(parts.pop(name)) if len(parts[name]) > 1 else parts.pop(name)[0]
+            chunks = parts.pop(name)
+            data = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
             model.quantize(name, self._annotate(data, fmt, name in importance, cfg.mixture, shape))
             ctx.tick(self.name, i + 1, len(jobs))
         return model

@@ -5,8 +5,9 @@ s = mean|x|^alpha (normalised to geometric mean 1) protect the salient channels:
 x W^T = (x / s) (W s)^T, and W s is what gets rounded. alpha is chosen on a grid to
 minimise the error of the concatenated outputs. Duo scaling (AutoAWQ's later form)
 divides by the weights' per-channel magnitude too, s = mean|x|^alpha / mean|w|^(1-alpha),
-with |w| normalised by its group maximum; `duo="both"` searches both families. A clipping search then shrinks each
-group's range where that lowers the group's output error.
+with |w| normalised by its group maximum; `duo="both"` searches both families. A
+clipping search then shrinks each group's range where that lowers the group's output
+error.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ def rtn_fake_quantize(fmt, w: torch.Tensor) -> torch.Tensor:
     return fmt.fake_quantize(w, fmt.choose_qparams(w))
 
 
-def awq_scales(x_mean: torch.Tensor, alpha: float) -> torch.Tensor:
-    """[in] scales mean|x|^alpha, normalised so max * min = 1."""
+def awq_scales(x_mean: torch.Tensor, alpha: float, w_mean: torch.Tensor | None = None) -> torch.Tensor:
+    """[in] scales mean|x|^alpha (duo: / mean|w|^(1 - alpha)), normalised so max * min = 1."""
     s = x_mean.float().clamp(min=_MIN_MEAN).pow(alpha)
+    if w_mean is not None:
+        s = s / w_mean.clamp(min=_MIN_MEAN).pow(1 - alpha)
     return s / (s.max() * s.min()).sqrt()
 
 
@@ -39,13 +42,13 @@ def weight_magnitude(weights: list[torch.Tensor], group_size: int | None) -> tor
 
 
 def _candidates(x_mean: torch.Tensor, w_mean: torch.Tensor | None, grid: int, duo: str):
+    """(alpha, scales) on the grid, plain and/or duo."""
     for k in range(grid):
         alpha = k / grid
         if duo in ("off", "both"):
             yield alpha, awq_scales(x_mean, alpha)
-        if duo in ("on", "both") and w_mean is not None:
-            s = x_mean.float().clamp(min=_MIN_MEAN).pow(alpha) / w_mean.clamp(min=_MIN_MEAN).pow(1 - alpha)
-            yield alpha, s / (s.max() * s.min()).sqrt()
+        if duo in ("on", "both"):
+            yield alpha, awq_scales(x_mean, alpha, w_mean)
 
 
 def search_scales(

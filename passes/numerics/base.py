@@ -35,7 +35,10 @@ class WeightFormat(Protocol):
     format: QuantFormat
     group_size: int | None  # None: per output channel
 
-    def choose_qparams(self, w: torch.Tensor) -> QParams: ...
+    def choose_qparams(self, w: torch.Tensor, col_weights: torch.Tensor | None = None) -> QParams:
+        """Parameters for w [rows, cols]; `col_weights` [cols] (the input energy of each
+        column, diag(H) in GPTQ) may weight a searching format's error, others ignore it."""
+        ...
 
     def quantize(self, w: torch.Tensor, qparams: QParams) -> QuantizedWeight: ...
 

@@ -39,7 +39,7 @@ class FP8WeightFormat:
     format: QuantFormat = QuantFormat.FP8_E4M3
     group_size: int | None = None
 
-    def choose_qparams(self, w: torch.Tensor) -> QParams:
+    def choose_qparams(self, w: torch.Tensor, col_weights: torch.Tensor | None = None) -> QParams:
         w = w.float()
         amax = w.abs().amax(dim=1, keepdim=True) if self.per_channel else w.abs().amax()  # [out, 1] or []
         return QParams(scale=fp8_scale(amax))

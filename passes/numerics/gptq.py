@@ -7,9 +7,9 @@
 
 The format object supplies the rounding: group parameters come from
 `fmt.choose_qparams` on the (already error-updated) group columns, and each column is
-rounded by `fmt.fake_quantize` with its group's parameters. With INT4's `mse` observer
-the group's range is searched to minimise its rounding error weighted by diag(H), the
-energy of each column's input.
+rounded by `fmt.fake_quantize` with its group's parameters. Every choice gets diag(H),
+the energy of each column's input: INT4's `mse` observer weights each column's rounding
+error by it when it searches a group's range.
 """
 
 from __future__ import annotations
@@ -97,16 +97,9 @@ def _cat_qparams(parts: list[QParams]) -> QParams:
     )
 
 
-def _choose(fmt: WeightFormat, w: torch.Tensor, hdiag: torch.Tensor) -> QParams:
-    """Group parameters; a searching observer weights each column's error by diag(H)."""
-    if getattr(fmt, "observer", "minmax") == "mse":
-        return fmt.choose_qparams(w, col_weights=hdiag)
-    return fmt.choose_qparams(w)
-
-
 def _static_groups(fmt: WeightFormat, w: torch.Tensor, hdiag: torch.Tensor) -> list[QParams]:
     gs = fmt.group_size
-    return [_choose(fmt, w[:, g : g + gs], hdiag[g : g + gs]) for g in range(0, w.shape[1], gs)]
+    return [fmt.choose_qparams(w[:, g : g + gs], hdiag[g : g + gs]) for g in range(0, w.shape[1], gs)]
 
 
 @dataclass
@@ -134,7 +127,7 @@ def _qparams_for(fmt: WeightFormat, st: _State, w1: torch.Tensor, i1: int, i: in
         return st.static[orig // gs]
     if col % gs == 0:
         live = torch.cat([w1[:, i:], st.w[:, i1 + w1.shape[1] :]], dim=1)[:, :gs]
-        st.groups.append(_choose(fmt, live, st.hdiag[col : col + gs]))
+        st.groups.append(fmt.choose_qparams(live, st.hdiag[col : col + gs]))
     return st.groups[-1]
 
 
@@ -178,7 +171,7 @@ def gptq_quantize(
     dead = h.diagonal() == 0
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
-    static = _static_groups(fmt, w, h.diagonal().clone()) if (fmt.group_size and static_groups) else None
+    static = _static_groups(fmt, w, h.diagonal()) if (fmt.group_size and static_groups) else None
     channel = fmt.choose_qparams(w) if not fmt.group_size else None
     perm = None
     if act_order:

@@ -68,16 +68,17 @@ class INT4WeightFormat:
         wg = self._grouped(w)
         if self.symmetric:
             amax = wg.abs().amax(dim=-1)  # [rows, groups]
-            best = self._params(amax, None)
+            at = lambda shrink: QParams(scale=(amax * shrink / 7.5).clamp(min=_MIN_SCALE))  # noqa: E731
         else:
             lo, hi = wg.amin(dim=-1).clamp(max=0.0), wg.amax(dim=-1).clamp(min=0.0)
-            best = self._params(lo, hi)
+            at = lambda shrink: self._asymmetric(lo * shrink, hi * shrink)  # noqa: E731
+        best = at(1.0)  # the min-max range
         if self.observer != "mse":
             return best
         cw = None if col_weights is None else col_weights.float().reshape(1, *wg.shape[1:])
         best_err = self._group_error(wg, best, cw)
         for shrink in MSE_SHRINKS[1:]:
-            trial = self._params(amax * shrink, None) if self.symmetric else self._params(lo * shrink, hi * shrink)
+            trial = at(shrink)
             err = self._group_error(wg, trial, cw)
             better = err < best_err
             best_err = torch.where(better, err, best_err)
@@ -87,11 +88,10 @@ class INT4WeightFormat:
             )
         return best
 
-    def _params(self, lo_or_amax: torch.Tensor, hi: torch.Tensor | None) -> QParams:
-        if hi is None:
-            return QParams(scale=(lo_or_amax / 7.5).clamp(min=_MIN_SCALE))
-        scale = ((hi - lo_or_amax) / INT4_ASYM_MAX).clamp(min=_MIN_SCALE)
-        zero = torch.round(-lo_or_amax / scale).clamp(0, INT4_ASYM_MAX).to(torch.int8)
+    @staticmethod
+    def _asymmetric(lo: torch.Tensor, hi: torch.Tensor) -> QParams:
+        scale = ((hi - lo) / INT4_ASYM_MAX).clamp(min=_MIN_SCALE)
+        zero = torch.round(-lo / scale).clamp(0, INT4_ASYM_MAX).to(torch.int8)
         return QParams(scale=scale, zero_point=zero)
 
     def _group_error(self, wg: torch.Tensor, qp: QParams, cw: torch.Tensor | None = None) -> torch.Tensor:

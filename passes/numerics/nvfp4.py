@@ -86,7 +86,7 @@ class NVFP4WeightFormat:
             return global_scale_for(w.float().abs().amax())
         return torch.tensor(self.global_scale, dtype=torch.float32)
 
-    def choose_qparams(self, w: torch.Tensor) -> QParams:
+    def choose_qparams(self, w: torch.Tensor, col_weights: torch.Tensor | None = None) -> QParams:
         rows, cols = w.shape
         check_group_size(cols, NVFP4_BLOCK, "an NVFP4 weight (blocks of 16)")
         gs = self._global(w)

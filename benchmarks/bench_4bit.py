@@ -90,26 +90,21 @@ def build(model_dir: Path, pass_name: str | list[tuple[str, dict]], options: dic
     return ir, time.perf_counter() - t0, ctx.events
 
 
-def start_llmc(algorithm: str, model_dir: Path, ids_path: Path, group: int, out_root: Path):
-    """Start llm-compressor in its venv as a subprocess."""
+def run_llmc(algorithm: str, model_dir: Path, ids_path: Path, group: int, out_root: Path, timeout: float) -> tuple[Path | None, dict]:
+    """llm-compressor in its own venv, alone on the machine; (its output or None, info)."""
     out = out_root / f"llmc_{algorithm}"
     cmd = [str(LLMC_PYTHON), str(REPO / "benchmarks" / "llmc_oneshot.py"), algorithm, str(model_dir), str(ids_path), str(out),
            "--group-size", str(group)]
-    log = open(out_root / f"llmc_{algorithm}.log", "w")
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True), out, time.perf_counter()
-
-
-def finish_llmc(proc, out: Path, t0: float, timeout: float | None = None) -> tuple[Path | None, dict]:
-    try:
-        stdout, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return None, {"error": f"did not finish within {timeout:.0f} s; killed", "wall_seconds": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    with open(out_root / f"llmc_{algorithm}.log", "w") as log:
+        try:
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, {"error": f"did not finish within {timeout:.0f} s; killed", "wall_seconds": time.perf_counter() - t0}
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         return None, {"error": f"exit {proc.returncode}; see {out}.log", "wall_seconds": wall}
-    info = json.loads(stdout.strip().splitlines()[-1])
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
     info["wall_seconds"] = wall  # includes interpreter start, model load and the dequantized save
     return out, info
 
@@ -161,7 +156,7 @@ def main() -> None:
     candidates, meta = {}, {}
     if not args.no_llmc and LLMC_PYTHON.exists():  # one at a time, alone on the machine, like ours
         for algo in args.llmc_algos.split(","):
-            path, info = finish_llmc(*start_llmc(algo, model_dir, ids_path, args.group_size, out.parent), timeout=args.llmc_timeout)
+            path, info = run_llmc(algo, model_dir, ids_path, args.group_size, out.parent, args.llmc_timeout)
             key = f"llmc_{algo}_g{args.group_size}"
             meta[key] = {"description": f"llm-compressor {algo} oneshot, INT4 sym group {args.group_size}", **info}
             if path is not None:

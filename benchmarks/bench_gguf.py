@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def decode_tps(path: Path, threads: int, n: int = 64, repeats: int = 5) -> float
             logits = b.step(state, int(logits.argmax()))
         rates.append(n / (time.perf_counter() - t))
     b.close()
-    return sorted(rates)[len(rates) // 2]
+    return statistics.median_high(rates)
 
 
 def speed_only(args, f16: Path, work: Path) -> None:
@@ -81,7 +82,7 @@ def speed_only(args, f16: Path, work: Path) -> None:
         for mixture, ftype in (("q8_0", "Q8_0"), ("q4_k_m", "Q4_K_M")):
             times.setdefault(f"{ftype} ours", []).append(ours_quantize(args.model, work / f"ours-{mixture}.gguf", mixture)[0])
             times.setdefault(f"{ftype} llama.cpp", []).append(llama_quantize(f16, work / f"lcpp-{mixture}.gguf", ftype, args.threads))
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    med = {k: statistics.median_high(v) for k, v in times.items()}
     print(f"\nquantization wall time, median of {args.speed_only} rounds, {args.threads} threads\n")
     print("| mixture | ours s | llama.cpp s | ratio |\n|---|---|---|---|")
     for ftype in ("Q8_0", "Q4_K_M"):

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from inferc.compiler.errors import RecipeError
 from inferc.passes import get_pass, make_config
 from inferc.passes.quantize_awq import fold_scales, scale_groups
 from quant4_helpers import calib_set, context, load, logits, mean_kl
@@ -63,5 +64,5 @@ def test_scales_only_then_gptq(tiny_checkpoint):
     gptq(make_config(gptq, {"format": "int4"})).run(model, context(model, calib))
     assert len(model.weights) == len(model.linear_names()) - ("lm_head.weight" in model.linear_names())
     assert mean_kl(base, logits(model, ids)) < 0.5
-    with pytest.raises(Exception, match="quantize: false leaves the weights dense"):
+    with pytest.raises(RecipeError, match="quantize: false leaves the weights dense"):
         make_config(awq, {"format": "fp8", "activations": "fp8", "quantize": False})

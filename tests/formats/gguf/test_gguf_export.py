@@ -5,6 +5,7 @@ gives clear errors."""
 from __future__ import annotations
 
 import ctypes
+import json
 import shutil
 from pathlib import Path
 
@@ -133,8 +134,6 @@ eval: {num_samples: 2, sample_len: 32, speed: {prompt_len: 8, gen_len: 4, repeat
 def test_cli_builds_a_gguf_artifact_and_evaluates_it_with_llama_cpp(wide_llama, tmp_path, capsys):
     """`inferc build` for the cpu target writes model.gguf (K-quants and listed
     fallbacks), `inferc inspect` reads it, `inferc eval` scores it through llama.cpp."""
-    import json
-
     from inferc.compiler.cli import main
 
     recipe = tmp_path / "r.yaml"

@@ -11,6 +11,12 @@ so the model computes the same function before rounding:
     post_attention_layernorm -> gate_proj, up_proj   (Gemma 2/3: pre_feedforward_layernorm)
     up_proj (rows)           -> down_proj
 
+The loss each search minimises is, by default (`loss: block`), the error of the whole
+block the linears feed, as in the AWQ paper: the attention (its softmax and o_proj
+included) for q/k/v, the MLP (activation and down_proj included) for gate/up, the
+linear's own output for o_proj and down_proj. `loss: linear` measures the linears'
+outputs only. The search runs on whole calibration sequences (attention needs them).
+
 A norm that scales by (offset + w) (Gemma: offset 1) becomes (offset + w) / s - offset.
 Folded tensors are written back to `model.tensors` in float32. Then each linear's
 groups get a clipping search and are rounded by the format; or, with `quantize: false`,
@@ -21,6 +27,7 @@ scales under GPTQ's error compensation is `quantize_awq {quantize: false}` then
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -40,7 +47,7 @@ from inferc.passes.base import (
     register_pass,
     select_targets,
 )
-from inferc.passes.numerics.awq import apply_clip, search_clip, search_scales
+from inferc.passes.numerics.awq import Block, apply_clip, linear_outputs, search_clip, search_scales
 from inferc.passes.quantize_rtn import bind_format, rtn_quantize
 
 MIN_TOKENS = 256
@@ -54,6 +61,7 @@ class ScaleGroup:
     prev: str  # module name of the norm or linear producing the input
     prev_is_norm: bool
     consumers: list[str]
+    block: Literal["attention", "mlp", "linear"]  # what the consumers feed, for the block loss
 
 
 def scale_groups(model: ModelIR, layer: int) -> tuple[list[ScaleGroup], list[str]]:
@@ -61,15 +69,15 @@ def scale_groups(model: ModelIR, layer: int) -> tuple[list[ScaleGroup], list[str
     p = f"model.layers.{layer}."
     a, m = p + "self_attn.", p + "mlp."
     mlp_norm = p + ("pre_feedforward_layernorm" if model.spec.sandwich_norm else "post_attention_layernorm")
-    groups = [ScaleGroup(p + "input_layernorm", True, [a + f"{n}_proj.weight" for n in "qkv"])]
+    groups = [ScaleGroup(p + "input_layernorm", True, [a + f"{n}_proj.weight" for n in "qkv"], "attention")]
     skipped = []
     v_out, o_in = model.tensors.shape(a + "v_proj.weight")[0], model.tensors.shape(a + "o_proj.weight")[1]
     if v_out == o_in:
-        groups.append(ScaleGroup(a + "v_proj", False, [a + "o_proj.weight"]))
+        groups.append(ScaleGroup(a + "v_proj", False, [a + "o_proj.weight"], "linear"))
     else:
         skipped.append(f"v_proj->o_proj not folded: v_proj has {v_out} outputs, o_proj {o_in} inputs (grouped-query attention)")
-    groups.append(ScaleGroup(mlp_norm, True, [m + "gate_proj.weight", m + "up_proj.weight"]))
-    groups.append(ScaleGroup(m + "up_proj", False, [m + "down_proj.weight"]))
+    groups.append(ScaleGroup(mlp_norm, True, [m + "gate_proj.weight", m + "up_proj.weight"], "mlp"))
+    groups.append(ScaleGroup(m + "up_proj", False, [m + "down_proj.weight"], "linear"))
     return groups, skipped
 
 
@@ -90,25 +98,35 @@ def fold_scales(model: ModelIR, group: ScaleGroup, s: torch.Tensor) -> None:
 
 @dataclass
 class _InputSampler:
-    """Per linear input: sum |x| over all tokens, and every `stride`-th token kept."""
+    """Per linear input: sum |x| over all tokens, and every `stride`-th sequence kept
+    whole (on the CPU)."""
 
     stride: int
     abs_sum: dict[str, torch.Tensor] = field(default_factory=dict)
     count: dict[str, int] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
     samples: dict[str, list[torch.Tensor]] = field(default_factory=dict)
 
     def observe(self, name: str, x: torch.Tensor) -> None:
-        x = x.detach().reshape(-1, x.shape[-1]).float()
+        x = x.detach().float()
+        x = x.reshape(-1, *x.shape[-2:])  # [sequences, tokens, in]
         if name not in self.abs_sum:
-            self.abs_sum[name], self.count[name], self.samples[name] = torch.zeros(x.shape[-1]), 0, []
-        self.abs_sum[name] += x.abs().sum(0)
-        self.count[name] += x.shape[0]
-        self.samples[name].append(x[:: self.stride].clone())
+            self.abs_sum[name], self.count[name], self.seen[name], self.samples[name] = 0, 0, 0, []
+        self.abs_sum[name] = self.abs_sum[name] + x.abs().sum((0, 1)).cpu()
+        self.count[name] += x.shape[0] * x.shape[1]
+        first = -self.seen[name] % self.stride  # the first kept sequence in this batch
+        self.samples[name].append(x[first :: self.stride].cpu())
+        self.seen[name] += x.shape[0]
+
+    def clear(self) -> None:
+        for d in (self.abs_sum, self.count, self.seen, self.samples):
+            d.clear()
 
     def mean(self, name: str) -> torch.Tensor:
         return self.abs_sum[name] / max(self.count[name], 1)
 
     def x(self, name: str) -> torch.Tensor:
+        """The kept sequences [n, tokens, in]."""
         return torch.cat(self.samples[name])
 
 
@@ -118,7 +136,8 @@ class QuantizeAWQ(Pass):
     class Config(WeightQuantConfig):
         grid: int = 20
         clip_search: bool = True
-        search_tokens: int = 2048  # tokens the grid and clip losses are measured on
+        search_tokens: int = 2048  # tokens (whole sequences) the grid and clip losses are measured on
+        loss: Literal["block", "linear"] = "block"  # error of the attention/MLP block, or of the linears alone
         sequential: bool = True
         batch_size: int = 8
         quantize: bool = True  # false: fold the scales only, leave rounding to the next pass
@@ -147,11 +166,12 @@ class QuantizeAWQ(Pass):
             )
         targets = select_targets(model, self.name, ctx, cfg.ignore)
         formats = {name: bind_format(model, ctx, self.name, cfg, name) for name in targets}
-        sampler = _InputSampler(stride=max(1, calib.num_tokens // cfg.search_tokens))
+        kept = math.ceil(cfg.search_tokens / calib.seq_len)
+        sampler = _InputSampler(stride=max(1, calib.num_sequences // kept))
 
         def quantize_layer(inputs: LayerInputs) -> None:
-            self._quantize_layer(model, ctx, inputs.layer, sampler, formats)
-            sampler.abs_sum.clear(), sampler.count.clear(), sampler.samples.clear()
+            self._quantize_layer(model, ctx, inputs, sampler, formats)
+            sampler.clear()
 
         calibrate_layerwise(model, calib, lambda i: sampler.observe, quantize_layer, cfg.sequential, cfg.batch_size, ctx.device, ctx.progress)
         if not cfg.quantize:
@@ -162,7 +182,21 @@ class QuantizeAWQ(Pass):
         annotate_activations(model, ctx, self.name, targets, cfg.activations)
         return model
 
-    def _quantize_layer(self, model: ModelIR, ctx: PassContext, layer: int, sampler: _InputSampler, formats: dict) -> None:
+    def _block(self, group: ScaleGroup, inputs: LayerInputs) -> Block:
+        """The function of (input, the group's weights) whose error a scale search minimises."""
+        if self.config.loss == "linear" or group.block == "linear":
+            return lambda x, ws: linear_outputs(x.reshape(-1, x.shape[-1]), ws)
+        ref, layer = inputs.model, inputs.layer
+
+        def block(x: torch.Tensor, ws: list[torch.Tensor]) -> torch.Tensor:
+            with torch.inference_mode(), ref.overriding(dict(zip(group.consumers, ws))):
+                x = x.to(ref.device)
+                return ref.attention(layer, x, inputs.positions, None) if group.block == "attention" else ref.mlp(layer, x)
+
+        return block
+
+    def _quantize_layer(self, model: ModelIR, ctx: PassContext, inputs: LayerInputs, sampler: _InputSampler, formats: dict) -> None:
+        layer = inputs.layer
         groups, skipped = scale_groups(model, layer)
         for why in skipped:
             ctx.event(self.name, f"model.layers.{layer}", "awq_skip", why)
@@ -174,7 +208,9 @@ class QuantizeAWQ(Pass):
                 continue
             fmts = [formats.get(n) for n in g.consumers]  # None: an ignored linear, kept exact
             ws = [model.tensors.get(n) for n in g.consumers]
-            s, alpha, _ = search_scales(sampler.x(key), sampler.mean(key), ws, fmts, self.config.grid, self.config.duo_scaling)
+            s, alpha, _ = search_scales(
+                sampler.x(key), sampler.mean(key), ws, fmts, self.config.grid, self.config.duo_scaling, self._block(g, inputs)
+            )
             scales[key] = s
             ctx.event(self.name, key, "awq_scale", f"alpha {alpha:.2f} for {len(g.consumers)} linear(s)")
         for g in groups:
@@ -187,6 +223,7 @@ class QuantizeAWQ(Pass):
         plan = [(g.consumers, sampler.x(g.consumers[0]), scales.get(g.consumers[0])) for g in groups]
         plan += [([n], sampler.x(n), None) for n in unscaled]  # e.g. o_proj under GQA: clip search only
         for names, x, s in plan:
+            x = x.reshape(-1, x.shape[-1])
             x = x if s is None else x / s
             for name in (n for n in names if n in formats):
                 self._clip_and_round(model, name, formats[name], x)

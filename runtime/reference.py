@@ -13,6 +13,7 @@ The forward is decomposed (`embed`, `layer`, `head`) so layer-by-layer calibrati
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -106,6 +107,22 @@ class ReferenceModel:
             p = p.to(device=self.device, dtype=self.dtype)
             self._params[name] = p
         return p
+
+    @contextmanager
+    def overriding(self, weights: dict[str, torch.Tensor]):
+        """Compute with these tensors in place of the named weights until the block exits
+        (what a calibration search uses to try candidate weights in a whole block)."""
+        saved = {name: self._params.get(name) for name in weights}
+        for name, w in weights.items():
+            self._params[name] = w.to(device=self.device, dtype=self.dtype)
+        try:
+            yield self
+        finally:
+            for name, w in saved.items():
+                if w is None:
+                    self._params.pop(name, None)
+                else:
+                    self._params[name] = w
 
     def release(self, prefix: str = "") -> None:
         """Drop materialized weights whose names start with prefix (all by default)."""

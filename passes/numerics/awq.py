@@ -3,7 +3,10 @@
 For linears W_i that share an input x [tokens, in], per-input-channel scales
 s = mean|x|^alpha (normalised to geometric mean 1) protect the salient channels:
 x W^T = (x / s) (W s)^T, and W s is what gets rounded. alpha is chosen on a grid to
-minimise the error of the concatenated outputs. Duo scaling (AutoAWQ's later form)
+minimise the error of what the linears feed: by default their concatenated outputs, or
+any `block` the caller supplies (the pass uses the whole attention or MLP, as the AWQ
+paper and AutoAWQ do, so the loss counts what the softmax and the down projection make
+of each linear's error). Duo scaling (AutoAWQ's later form)
 divides by the weights' per-channel magnitude too, s = mean|x|^alpha / mean|w|^(1-alpha),
 with |w| normalised by its group maximum; `duo="both"` searches both families. A
 clipping search then shrinks each group's range where that lowers the group's output
@@ -12,7 +15,11 @@ error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+Block = Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor]  # (input, weights) -> output
 
 _MIN_MEAN = 1e-4  # channels that never fire still get a finite scale
 
@@ -51,22 +58,33 @@ def _candidates(x_mean: torch.Tensor, w_mean: torch.Tensor | None, grid: int, du
             yield alpha, awq_scales(x_mean, alpha, w_mean)
 
 
+def linear_outputs(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """The default block: the linears' outputs side by side [..., sum out]."""
+    return torch.cat([x @ w.T for w in weights], dim=-1)
+
+
 def search_scales(
-    x: torch.Tensor, x_mean: torch.Tensor, weights: list[torch.Tensor], fmt_of: list, grid: int = 20, duo: str = "off"
+    x: torch.Tensor,
+    x_mean: torch.Tensor,
+    weights: list[torch.Tensor],
+    fmt_of: list,
+    grid: int = 20,
+    duo: str = "off",
+    block: Block = linear_outputs,
 ) -> tuple[torch.Tensor, float, list[float]]:
-    """Grid search of alpha in [0, 1); x [tokens, in] samples, weights [out_i, in] sharing
+    """Grid search of alpha in [0, 1); x [..., in] samples, weights [out_i, in] sharing
     x, fmt_of[i] the format of weights[i] (None: left unrounded); duo "off", "on" or
-    "both" (see the module docstring). Returns (scales [in], best alpha, losses)."""
+    "both" (see the module docstring); the loss is the mean squared error of
+    block(x, weights). Returns (scales [in], best alpha, losses)."""
     x = x.float()
     ws = [w.float() for w in weights]
-    ref = torch.cat([x @ w.T for w in ws], dim=1)  # [tokens, sum out]
+    ref = block(x, ws)
     losses: list[float] = []
     best = (float("inf"), 0.0, torch.ones_like(x_mean, dtype=torch.float32))
     group = next((getattr(f, "group_size", None) for f in fmt_of if f is not None), None)
     w_mean = weight_magnitude(ws, group) if duo != "off" else None
     for alpha, s in _candidates(x_mean, w_mean, grid, duo):
-        xs = x / s
-        out = torch.cat([xs @ (w * s if f is None else rtn_fake_quantize(f, w * s)).T for w, f in zip(ws, fmt_of)], dim=1)
+        out = block(x / s, [w * s if f is None else rtn_fake_quantize(f, w * s) for w, f in zip(ws, fmt_of)])
         loss = (out - ref).pow(2).mean().item()
         losses.append(loss)
         if loss < best[0]:

@@ -3,7 +3,7 @@ import torch
 
 from inferc.compiler.errors import RecipeError
 from inferc.passes import get_pass, make_config
-from inferc.passes.quantize_awq import fold_scales, scale_groups
+from inferc.passes.quantize_awq import _InputSampler, fold_scales, scale_groups
 from quant4_helpers import calib_set, context, load, logits, mean_kl
 
 
@@ -27,15 +27,26 @@ def test_folding_scales_keeps_the_function(tiny_checkpoint, family):
     torch.testing.assert_close(after, base, rtol=1e-4, atol=1e-4)
 
 
+def load_with_salient_channels(path):
+    """The tiny model with a few input channels of every linear 8x larger than the rest,
+    as trained LLMs have (random weights have none, leaving AWQ nothing to protect)."""
+    model = load(path)
+    for name in [n for n in model.tensors.names() if n.endswith("layernorm.weight")]:
+        w = model.tensors.get(name).float().clone()
+        w[:: w.numel() // 4] *= 8
+        model.tensors.set(name, w)
+    return model
+
+
 @pytest.mark.parametrize("fmt", ["int4", "nvfp4"])
 def test_awq_runs_and_is_no_worse_than_rtn(tiny_checkpoint, fmt):
     path = tiny_checkpoint("llama")
     calib = calib_set(n=16)
     ids = calib.tokens[:4]
-    base = logits(load(path), ids)
+    base = logits(load_with_salient_channels(path), ids)
     results = {}
     for name in ("quantize_rtn", "quantize_awq"):
-        model = load(path)
+        model = load_with_salient_channels(path)
         cls = get_pass(name)
         ctx = context(model, calib)
         results[name] = (cls(make_config(cls, {"format": fmt})).run(model, ctx), ctx)
@@ -44,7 +55,7 @@ def test_awq_runs_and_is_no_worse_than_rtn(tiny_checkpoint, fmt):
     assert all(q.algorithm == "awq" for q in awq.weights.values())
     assert any(e.kind == "awq_scale" for e in ctx.events)
     assert any(e.kind == "awq_skip" for e in ctx.events)
-    assert mean_kl(base, logits(awq, ids)) < mean_kl(base, logits(results["quantize_rtn"][0], ids))
+    assert mean_kl(base, logits(awq, ids)) < 0.75 * mean_kl(base, logits(results["quantize_rtn"][0], ids))
 
 
 def test_scales_only_then_gptq(tiny_checkpoint):
@@ -66,3 +77,13 @@ def test_scales_only_then_gptq(tiny_checkpoint):
     assert mean_kl(base, logits(model, ids)) < 0.5
     with pytest.raises(RecipeError, match="quantize: false leaves the weights dense"):
         make_config(awq, {"format": "fp8", "activations": "fp8", "quantize": False})
+
+
+def test_sampler_keeps_every_stride_th_whole_sequence_across_batches():
+    sampler = _InputSampler(stride=3)
+    seqs = torch.arange(10, dtype=torch.float32)[:, None, None].expand(10, 5, 2)  # sequence i is all i
+    for batch in (seqs[:4], seqs[4:8], seqs[8:]):
+        sampler.observe("w", batch)
+    assert sampler.x("w").shape == (4, 5, 2)
+    assert sampler.x("w")[:, 0, 0].tolist() == [0, 3, 6, 9]
+    assert torch.equal(sampler.mean("w"), torch.full((2,), 4.5))

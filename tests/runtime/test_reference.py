@@ -39,6 +39,21 @@ def test_kv_cache_decoding_matches_full_forward(tiny_checkpoint, model_type):
     assert (stepped - full).abs().max() < 1e-4
 
 
+def test_overriding_weights_is_undone_on_exit(tiny_checkpoint):
+    ref = ReferenceModel(load_checkpoint(tiny_checkpoint("llama")))
+    ids = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(3))
+    base = ref.forward(ids)
+    up = "model.layers.0.mlp.up_proj.weight"
+    ref.release()  # nothing materialized: the override must not leave its tensor behind
+    with ref.overriding({up: torch.zeros(ref.ir.tensors.shape(up))}):
+        changed = ref.forward(ids)
+    assert not torch.allclose(changed, base)
+    torch.testing.assert_close(ref.forward(ids), base)
+    with ref.overriding({up: torch.zeros(ref.ir.tensors.shape(up))}):  # now over a materialized weight
+        ref.forward(ids)
+    torch.testing.assert_close(ref.forward(ids), base)
+
+
 @pytest.mark.slow
 def test_real_model_logits_match_transformers(smollm2_dir):
     ids = torch.randint(0, 49152, (1, 64), generator=torch.Generator().manual_seed(3))

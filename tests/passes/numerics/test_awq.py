@@ -55,3 +55,16 @@ def test_duo_scaling_divides_by_weight_magnitude_and_both_takes_the_better():
     assert s_on[10] < s_on[11:].median()  # the large-weight column is protected less
     assert min(l_both) == min(min(l_off), min(l_on))
     assert torch.equal(s_both, s_off if min(l_off) <= min(l_on) else s_on)
+
+
+def test_search_minimises_the_error_of_the_block_it_is_given():
+    """A block that reads only the first linear's output makes the search ignore the
+    second: its losses are those of the first linear searched alone."""
+    x, w = _inputs()
+    fmt = INT4WeightFormat(group_size=32)
+    mean = x.abs().mean(0)
+    _, _, alone = search_scales(x, mean, [w], [fmt], grid=10)
+    _, _, first_only = search_scales(x, mean, [w, w[:16] * 5], [fmt, fmt], grid=10, block=lambda x, ws: x @ ws[0].T)
+    assert first_only == alone
+    _, _, both = search_scales(x, mean, [w, w[:16] * 5], [fmt, fmt], grid=10)
+    assert both != alone

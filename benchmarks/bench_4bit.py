@@ -45,7 +45,23 @@ def variants(group: int) -> dict[str, tuple[str, dict, str]]:
     return {
         "rtn_g64": ("quantize_rtn", {"format": "int4", "group_size": group}, f"INT4 sym RTN, group {group}"),
         "awq_g64": ("quantize_awq", {"format": "int4", "group_size": group},
-                    f"INT4 sym AWQ (the awq preset: grid 20, clip search, losses on 2048 tokens), group {group}"),
+                    f"INT4 sym AWQ (the awq preset: grid 20, block losses on 2048 tokens, clip search, amax/7 grid), group {group}"),
+        "awq_g64_full": ("quantize_awq", {"format": "int4", "group_size": group, "sym_range": "full"},
+                         f"INT4 sym AWQ as the preset but on the amax/7.5 grid, group {group}"),
+        "awq_g64_linear": ("quantize_awq", {"format": "int4", "group_size": group, "loss": "linear"},
+                           f"INT4 sym AWQ, losses at the linears' outputs instead of the attention/MLP blocks, group {group}"),
+        "awq_g64_8k": ("quantize_awq", {"format": "int4", "group_size": group, "search_tokens": 8192},
+                       f"INT4 sym AWQ, block losses on 8192 tokens, group {group}"),
+        "awq_g64_linear_8k": ("quantize_awq", {"format": "int4", "group_size": group, "loss": "linear", "search_tokens": 8192},
+                              f"INT4 sym AWQ, linear-output losses on 8192 tokens, group {group}"),
+        "awq_g64_mse": ("quantize_awq", {"format": "int4", "group_size": group, "observer": "mse"},
+                        f"INT4 sym AWQ, MSE-searched group ranges, group {group}"),
+        "awq_g64_nonseq": ("quantize_awq", {"format": "int4", "group_size": group, "sequential": False},
+                           f"INT4 sym AWQ, each layer calibrated on unquantized outputs, group {group}"),
+        "rtn_g64_asym": ("quantize_rtn", {"format": "int4", "group_size": group, "symmetric": False},
+                         f"INT4 asymmetric RTN, group {group}"),
+        "awq_g64_asym": ("quantize_awq", {"format": "int4", "group_size": group, "symmetric": False},
+                         f"INT4 asymmetric AWQ (AutoAWQ's default zero point), group {group}"),
         "awq_g64_duo": ("quantize_awq", {"format": "int4", "group_size": group, "duo_scaling": "both"},
                         f"INT4 sym AWQ, duo scaling searched beside plain (grid 20 each), clip search, group {group}"),
         "gptq_g64": ("quantize_gptq", {"format": "int4", "group_size": group, "act_order": False}, f"INT4 sym GPTQ, group {group}"),
@@ -109,6 +125,27 @@ def run_llmc(algorithm: str, model_dir: Path, ids_path: Path, group: int, out_ro
     return out, info
 
 
+def reused_llmc(algos: list[str], out: Path, calib_sha: str, group: int) -> dict[str, tuple[Path, dict]]:
+    """Earlier llm-compressor outputs to score again: each must come from a run on the
+    same calibration ids (checked against the earlier results file), or it is refused."""
+    if not algos:
+        return {}
+    prev = json.loads(out.read_text()) if out.exists() else {}
+    if prev.get("calibration_sha256") != calib_sha:
+        raise SystemExit(f"--llmc-reuse: {out} is missing or was made with other calibration ids; run llm-compressor again")
+    found = {}
+    for algo in algos:
+        key, path = f"llmc_{algo}_g{group}", out.parent / f"llmc_{algo}"
+        row = prev.get("variants", {}).get(key)
+        if row is None or not (path / "model.safetensors").exists():
+            raise SystemExit(f"--llmc-reuse: no earlier {key} in {out} or no output in {path}; run llm-compressor again")
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "model.safetensors").stat().st_mtime))
+        keep = {k: row[k] for k in ("algorithm", "seconds", "build_seconds", "wall_seconds", "quantized_linears") if k in row}
+        found[key] = (path, {"description": row["description"] + f" (output of the run at {stamp}, same calibration ids, scored again)",
+                             "reused": True, **keep})
+    return found
+
+
 def time_gptq(model_dir: Path, calib, group: int) -> None:
     """The shipped `gptq` preset's algorithm (act-order, static groups, MSE-searched ranges) on `calib`."""
     options = {"format": "int4", "group_size": group, "act_order": True, "static_groups": True, "observer": "mse"}
@@ -132,6 +169,8 @@ def main() -> None:
     ap.add_argument("--no-llmc", action="store_true")
     ap.add_argument("--llmc-existing", default="", help="score an llm-compressor GPTQ output already written by llmc_oneshot.py")
     ap.add_argument("--llmc-algos", default="gptq,awq", help="llm-compressor algorithms to run side by side")
+    ap.add_argument("--llmc-reuse", default="", help="llm-compressor algorithms not re-run: their output from an earlier run "
+                    "with the same calibration ids (bench_results/llmc_<algo>) is scored, its build time taken from --out")
     ap.add_argument("--llmc-timeout", type=float, default=1800, help="seconds before an llm-compressor run is killed")
     ap.add_argument("--time-gptq", type=int, default=0, help="only time a GPTQ build on this many sequences")
     ap.add_argument("--out", default=str(REPO / "bench_results" / "4bit.json"))
@@ -149,13 +188,15 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     ids_path = out.parent / "4bit_calib_ids.pt"
     torch.save(calib.tokens, ids_path)
+    reuse = [a for a in args.llmc_reuse.split(",") if a]
+    earlier = reused_llmc(reuse, out, calib.sha256(), args.group_size)
 
     chosen = variants(args.group_size)
     if args.variants:
         chosen = {k: v for k, v in chosen.items() if k in args.variants.split(",")}
     candidates, meta = {}, {}
     if not args.no_llmc and LLMC_PYTHON.exists():  # one at a time, alone on the machine, like ours
-        for algo in args.llmc_algos.split(","):
+        for algo in [a for a in args.llmc_algos.split(",") if a not in reuse]:
             path, info = run_llmc(algo, model_dir, ids_path, args.group_size, out.parent, args.llmc_timeout)
             key = f"llmc_{algo}_g{args.group_size}"
             meta[key] = {"description": f"llm-compressor {algo} oneshot, INT4 sym group {args.group_size}", **info}
@@ -163,6 +204,8 @@ def main() -> None:
                 candidates[key] = TorchBackend(load_checkpoint(path), quantized=False)
                 meta[key]["build_seconds"] = info["seconds"]
             print(f"{key}: {info}", flush=True)
+    for key, (path, info) in earlier.items():
+        candidates[key], meta[key] = TorchBackend(load_checkpoint(path), quantized=False), info
     for name, (pass_name, options, desc) in chosen.items():
         ir, seconds, events = build(model_dir, pass_name, options, calib)
         candidates[name] = TorchBackend(ir)

@@ -31,9 +31,15 @@ class WeightQuantConfig:
     activations: ActivationKind = "none"
     ignore: tuple[str, ...] = ("lm_head",)
     observer: Literal["minmax", "mse"] = "minmax"  # how INT4 group ranges are chosen
+    # symmetric INT4 grid: amax / 7.5 (full) or amax / 7 (exact); auto: the algorithm's choice
+    sym_range: Literal["auto", "full", "exact"] = "auto"
 
     def __post_init__(self) -> None:
-        validate_options(self.format, self.group_size, self.activations, self.observer)
+        validate_options(self.format, self.group_size, self.activations, self.observer, self.sym_range)
+
+    def int4_sym_range(self) -> str:
+        """The symmetric INT4 grid this algorithm rounds to; `full` unless set."""
+        return "full" if self.sym_range == "auto" else self.sym_range
 
 
 def activation_requirements(kind: ActivationKind) -> tuple[Requirement, ...]:

@@ -150,6 +150,14 @@ class QuantizeAWQ(Pass):
             if not self.quantize and self.activations != "none":
                 raise RecipeError(f"quantize: false leaves the weights dense; set activations on the pass that rounds them, not here ({self.activations})")
 
+        def int4_sym_range(self) -> str:
+            """When this pass rounds with the clip search, the grid clips nothing (amax / 7):
+            the search picks each group's clipping by its output error, from 1 down to 0.55
+            of the range."""
+            if self.sym_range == "auto":
+                return "exact" if self.clip_search and self.quantize else "full"
+            return self.sym_range
+
     requires = (Requirement.CALIBRATION,)
 
     def requirements(self) -> tuple[Requirement, ...]:

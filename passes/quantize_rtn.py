@@ -29,7 +29,7 @@ from inferc.passes.numerics.choose import (
 def bind_format(model: ModelIR, ctx: PassContext, pass_name: str, cfg, name: str):
     """The format object for linear `name`, recording an auto-chosen group size."""
     cols = model.tensors.shape(name)[1]
-    fmt = weight_format_for(cfg.format, cfg.group_size, cfg.symmetric, cols, name, cfg.observer)
+    fmt = weight_format_for(cfg.format, cfg.group_size, cfg.symmetric, cols, name, cfg.observer, cfg.int4_sym_range())
     if cfg.format is WeightFormatName.INT4 and cfg.group_size == "auto":
         picked = fmt.group_size if fmt.group_size is not None else "per-channel (no 128/64/32 divides it)"
         ctx.event(pass_name, name, "group_size", f"auto group size {picked} for input dimension {cols}")

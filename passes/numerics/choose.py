@@ -26,7 +26,9 @@ def auto_group_size(cols: int) -> int | None:
     return next((g for g in AUTO_GROUP_SIZES if cols % g == 0), None)
 
 
-def weight_format_for(name: WeightFormatName, group_size: GroupSize, symmetric: bool, cols: int, tensor: str, observer: str = "minmax"):
+def weight_format_for(
+    name: WeightFormatName, group_size: GroupSize, symmetric: bool, cols: int, tensor: str, observer: str = "minmax", sym_range: str = "full"
+):
     """The format object for one linear with `cols` inputs; raises RecipeError when an
     explicit group size does not divide `cols`, or NVFP4's block of 16 does not."""
     if name is WeightFormatName.NVFP4:
@@ -38,12 +40,14 @@ def weight_format_for(name: WeightFormatName, group_size: GroupSize, symmetric: 
         group_size = auto_group_size(cols)
     elif group_size is not None:
         check_group_size(cols, group_size, f"'{tensor}'")
-    return INT4WeightFormat(group_size=group_size, symmetric=symmetric, observer=observer)
+    return INT4WeightFormat(group_size=group_size, symmetric=symmetric, observer=observer, sym_range=sym_range)
 
 
-def validate_options(name: WeightFormatName, group_size: GroupSize, activations: str, observer: str = "minmax") -> None:
+def validate_options(name: WeightFormatName, group_size: GroupSize, activations: str, observer: str = "minmax", sym_range: str = "auto") -> None:
     if observer == "mse" and name is not WeightFormatName.INT4:
         raise RecipeError(f"observer: mse searches INT4 group ranges; format {name.value} takes observer: minmax")
+    if sym_range != "auto" and name is not WeightFormatName.INT4:
+        raise RecipeError(f"sym_range chooses the symmetric INT4 grid; format {name.value} takes sym_range: auto")
     if isinstance(group_size, int) and group_size <= 0:
         raise RecipeError(f"group_size must be a positive integer, 'auto' or null (per channel), found {group_size}")
     if activations == "nvfp4" and name is not WeightFormatName.NVFP4:

@@ -1,7 +1,10 @@
 """INT4 weights, symmetric or asymmetric, per group of input columns or per output channel.
 
-Symmetric: codes in [-8, 7], w = code * scale, scale = amax / 7.5 (the compressed-tensors
-choice: the full code range is used and +amax rounds to 7 within half a step).
+Symmetric: codes in [-8, 7], w = code * scale. Two grids (`sym_range`):
+- `full`: scale = amax / 7.5, the compressed-tensors choice: all 16 codes are used and
+  +amax is clipped to 7 steps, half a step short (finer steps for RTN and GPTQ);
+- `exact`: scale = amax / 7, as AutoAWQ and ModelOpt quantize: +-amax are codes +-7,
+  nothing is clipped. AWQ takes it, since its clip search then chooses the clipping.
 Asymmetric: codes in [0, 15], w = (code - zero_point) * scale, scale = (max - min) / 15
 with the range stretched to include 0 so zero is exact.
 
@@ -25,6 +28,7 @@ from inferc.passes.numerics.base import QParams, register_dequantizer
 
 INT4_SYM_MIN, INT4_SYM_MAX = -8, 7
 INT4_ASYM_MAX = 15
+SYM_STEPS = {"full": 7.5, "exact": 7.0}  # symmetric scale = amax / steps
 _MIN_SCALE = 1e-12  # an all-zero group keeps a finite scale
 MSE_SHRINKS = torch.arange(100, 20, -1, dtype=torch.float32) / 100  # 1.00, 0.99, ... 0.21
 MSE_NORM = 2.4
@@ -53,6 +57,7 @@ class INT4WeightFormat:
     group_size: int | None = 128
     symmetric: bool = True
     observer: str = "minmax"  # or "mse"
+    sym_range: str = "full"  # or "exact" (see the module docstring)
     format: QuantFormat = QuantFormat.INT4
 
     def _grouped(self, w: torch.Tensor) -> torch.Tensor:
@@ -67,8 +72,8 @@ class INT4WeightFormat:
         error: the range is chosen for the output, not the weight."""
         wg = self._grouped(w)
         if self.symmetric:
-            amax = wg.abs().amax(dim=-1)  # [rows, groups]
-            at = lambda shrink: QParams(scale=(amax * shrink / 7.5).clamp(min=_MIN_SCALE))  # noqa: E731
+            amax = wg.abs().amax(dim=-1) / SYM_STEPS[self.sym_range]  # [rows, groups]
+            at = lambda shrink: QParams(scale=(amax * shrink).clamp(min=_MIN_SCALE))  # noqa: E731
         else:
             lo, hi = wg.amin(dim=-1).clamp(max=0.0), wg.amax(dim=-1).clamp(min=0.0)
             at = lambda shrink: self._asymmetric(lo * shrink, hi * shrink)  # noqa: E731

@@ -50,6 +50,17 @@ def test_mse_observer_is_int4_only():
         make_config(cls, {"format": "int4", "observer": "percentile"})
 
 
+def test_sym_range_is_int4_only_and_each_algorithm_resolves_auto():
+    rtn, awq = get_pass("quantize_rtn"), get_pass("quantize_awq")
+    with pytest.raises(RecipeError, match="sym_range chooses the symmetric INT4 grid; format nvfp4"):
+        make_config(rtn, {"format": "nvfp4", "sym_range": "exact"})
+    assert make_config(rtn, {}).int4_sym_range() == "full"
+    assert make_config(awq, {}).int4_sym_range() == "exact"  # its clip search picks the clipping
+    assert make_config(awq, {"clip_search": False}).int4_sym_range() == "full"
+    assert make_config(awq, {"quantize": False}).int4_sym_range() == "full"
+    assert make_config(awq, {"sym_range": "full"}).int4_sym_range() == "full"
+
+
 def test_nvfp4_w4a4_annotates_static_input_scales(tiny_checkpoint):
     path = tiny_checkpoint("llama")
     ids = calib_set(seed=1).tokens[:2]

@@ -91,3 +91,17 @@ def test_mse_observer_shrinks_ranges_and_lowers_error(symmetric):
     cw[:32] = 100.0
     p_w = mse.choose_qparams(w, col_weights=cw)
     assert not torch.equal(p_w.scale, p_mse.scale)
+
+
+def test_exact_symmetric_grid_keeps_the_extremes_and_full_clips_plus_amax():
+    w = _w(rows=4, cols=64)
+    w[0, 5], w[1, 9] = 0.5, -0.5  # the extremes of their groups, one positive, one negative
+    exact = INT4WeightFormat(group_size=64, sym_range="exact")
+    full = INT4WeightFormat(group_size=64)
+    qe, qf = exact.choose_qparams(w), full.choose_qparams(w)
+    torch.testing.assert_close(qe.scale[:2, 0], torch.tensor([0.5 / 7, 0.5 / 7]))
+    we, wf = exact.fake_quantize(w, qe), full.fake_quantize(w, qf)
+    assert we[0, 5] == pytest.approx(0.5) and we[1, 9] == pytest.approx(-0.5)
+    assert wf[0, 5] == pytest.approx(0.5 * 7 / 7.5)  # code 7 of amax / 7.5: half a step short
+    assert abs(wf[1, 9] + 0.5) <= 0.5 * 0.5 / 7.5 + 1e-6  # -amax is -7.5 steps: within half a step
+    assert int(exact.codes(w, qe).min()) >= -7

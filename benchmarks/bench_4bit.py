@@ -114,7 +114,7 @@ def run_llmc(algorithm: str, model_dir: Path, ids_path: Path, group: int, out_ro
     t0 = time.perf_counter()
     with open(out_root / f"llmc_{algorithm}.log", "w") as log:
         try:
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, timeout=timeout)
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             return None, {"error": f"did not finish within {timeout:.0f} s; killed", "wall_seconds": time.perf_counter() - t0}
     wall = time.perf_counter() - t0
@@ -141,8 +141,9 @@ def reused_llmc(algos: list[str], out: Path, calib_sha: str, group: int) -> dict
             raise SystemExit(f"--llmc-reuse: no earlier {key} in {out} or no output in {path}; run llm-compressor again")
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime((path / "model.safetensors").stat().st_mtime))
         keep = {k: row[k] for k in ("algorithm", "seconds", "build_seconds", "wall_seconds", "quantized_linears") if k in row}
-        found[key] = (path, {"description": row["description"] + f" (output of the run at {stamp}, same calibration ids, scored again)",
-                             "reused": True, **keep})
+        run = row.get("run", row["description"])  # the llm-compressor run itself, however often it is scored again
+        found[key] = (path, {"description": f"{run} (output of the run at {stamp}, same calibration ids, scored again)",
+                             "run": run, "reused": True, **keep})
     return found
 
 
@@ -167,7 +168,6 @@ def main() -> None:
     ap.add_argument("--group-size", type=int, default=64)
     ap.add_argument("--variants", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--no-llmc", action="store_true")
-    ap.add_argument("--llmc-existing", default="", help="score an llm-compressor GPTQ output already written by llmc_oneshot.py")
     ap.add_argument("--llmc-algos", default="gptq,awq", help="llm-compressor algorithms to run side by side")
     ap.add_argument("--llmc-reuse", default="", help="llm-compressor algorithms not re-run: their output from an earlier run "
                     "with the same calibration ids (bench_results/llmc_<algo>) is scored, its build time taken from --out")
@@ -214,10 +214,6 @@ def main() -> None:
             kinds[e.kind] = kinds.get(e.kind, 0) + 1
         meta[name] = {"description": desc, "build_seconds": seconds, "events": kinds, "peak_rss_mb_so_far": peak_rss_mb()}
         print(f"built {name} in {seconds:.0f} s; events {kinds}", flush=True)
-    if args.llmc_existing and (Path(args.llmc_existing) / "model.safetensors").exists():
-        key = f"llmc_gptq_g{args.group_size}"
-        candidates[key] = TorchBackend(load_checkpoint(args.llmc_existing), quantized=False)
-        meta[key] = {"description": f"llm-compressor gptq oneshot (run separately), INT4 sym group {args.group_size}"}
     t0 = time.perf_counter()
     results = compare_many(
         TorchBackend(load_checkpoint(model_dir), quantized=False), candidates, eval_tokens, ctx_len=args.ctx,

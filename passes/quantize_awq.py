@@ -154,9 +154,9 @@ class QuantizeAWQ(Pass):
             """When this pass rounds with the clip search, the grid clips nothing (amax / 7):
             the search picks each group's clipping by its output error, from 1 down to 0.55
             of the range."""
-            if self.sym_range == "auto":
-                return "exact" if self.clip_search and self.quantize else "full"
-            return self.sym_range
+            if self.sym_range == "auto" and self.clip_search and self.quantize:
+                return "exact"
+            return super().int4_sym_range()
 
     requires = (Requirement.CALIBRATION,)
 

@@ -1,5 +1,7 @@
 """Layer-by-layer calibration: one decoder layer's weights and the calibration
-activations in memory at a time, shared by GPTQ and AWQ.
+activations in memory at a time. Two walks:
+
+`calibrate_layerwise` (AWQ), which hands the algorithm a whole layer to search in:
 
     h = embed(calibration tokens)
     for each layer i:
@@ -8,8 +10,16 @@ activations in memory at a time, shared by GPTQ and AWQ.
         h = layer i on h again, now with quantized weights  (sequential mode)
               or the outputs of the first run               (non-sequential mode)
 
+`calibrate_linear_groups` (GPTQ), which hands it each group of linears reading one
+input (q/k/v, o, gate/up, down) and runs every layer once:
+
+    for each layer i, for each linear group, in order:
+        the group's input over the whole calibration set -> on_inputs(names, inputs)
+        (sequential mode: the group then runs with the weights on_inputs quantized, so
+        each group is calibrated on the outputs of the quantized groups before it)
+
 Weights are materialized per layer and released after it, so peak memory is about one
-decoder layer plus the hidden states of the calibration set.
+decoder layer plus the activations of the calibration set.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from inferc.calibration.dataset import CalibrationSet
 from inferc.compiler.ir import ModelIR
 
 Observer = Callable[[str, torch.Tensor], None]
+GroupInputs = Callable[[list[str], list[torch.Tensor]], None]
 
 
 @dataclass
@@ -78,3 +89,42 @@ def calibrate_layerwise(
 def _run_layer(ref, i: int, hidden: list[torch.Tensor], positions: torch.Tensor) -> list[torch.Tensor]:
     with torch.inference_mode():
         return [ref.layer(i, h, positions) for h in hidden]
+
+
+def calibrate_linear_groups(
+    model: ModelIR,
+    calib: CalibrationSet,
+    on_inputs: GroupInputs,
+    sequential: bool = True,
+    batch_size: int = 8,
+    device: str = "cpu",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> None:
+    """Walk the decoder layers once; see the module docstring. `on_inputs(names, inputs)`
+    gets the weight names of a group of linears and their input, one tensor [batch,
+    tokens, in] per calibration batch, before the group runs; it may quantize them. In
+    sequential mode the walk goes on with the quantized weights, otherwise with the
+    original ones (every layer then sees the unquantized model's activations)."""
+    from inferc.runtime.reference import ReferenceModel
+
+    ref = ReferenceModel(model, device=device, quantized=True)
+    positions = torch.arange(calib.seq_len, device=ref.device)
+    with torch.no_grad():
+        hidden = [ref.embed(batch) for batch in calib.batches(batch_size)]
+    ref.release()
+
+    def before(names: list[str], inputs: list[torch.Tensor]) -> None:
+        for name in names:
+            if sequential:
+                ref.release(name)  # read again after on_inputs: the quantized weight
+            else:
+                ref.param(name)  # held as it is now, whatever on_inputs does to it
+        on_inputs(names, inputs)
+
+    num_layers = model.spec.num_layers
+    for i in range(num_layers):
+        with torch.no_grad():  # not inference_mode: what on_inputs makes lives on as weights
+            hidden = ref.layer_batches(i, hidden, positions, before=before)
+        ref.release(f"model.layers.{i}.")
+        if progress is not None:
+            progress("calibrating layers", i + 1, num_layers)

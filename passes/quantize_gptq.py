@@ -1,8 +1,10 @@
 """GPTQ 4-bit weights (INT4 groups or NVFP4 blocks), calibrated layer by layer.
 
-Hessians of each decoder layer's linear inputs are accumulated while the layer runs on
-the calibration activations; q/k/v share one Hessian and gate/up another. In
-sequential mode the next layer is calibrated on the outputs of the quantized layers.
+Each group of linears that reads one input (q/k/v, o, gate/up, down) gets one Hessian
+from that input over the whole calibration set, and is quantized before the calibration
+goes on through it; weights with the same format and no tensor-wide scale are run as one
+GPTQ problem. In sequential mode every group is calibrated on the outputs of the
+quantized groups before it (GPTQ's "true sequential"), and each layer runs once.
 Fallbacks, each recorded per layer: a Cholesky failure is retried with ten times the
 dampening (`cholesky_retry`); a Hessian still singular, or a linear whose calibration
 inputs are all zero, is rounded to nearest instead (`fallback`).
@@ -12,7 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inferc.calibration.layerwise import LayerInputs, calibrate_layerwise
+import torch
+
+from inferc.calibration.layerwise import calibrate_linear_groups
 from inferc.compiler.errors import CalibrationError, RecipeError
 from inferc.compiler.ir import ModelIR
 from inferc.passes.activations import (
@@ -31,17 +35,9 @@ from inferc.passes.numerics.gptq import (
     HessianAccumulator,
     SingularHessianError,
     accumulate_hessian,
-    gptq_quantize,
+    gptq_quantize_shared,
 )
 from inferc.passes.quantize_rtn import bind_format, rtn_quantize
-
-_SHARED_INPUT = {"k_proj": "q_proj", "v_proj": "q_proj", "up_proj": "gate_proj"}
-
-
-def hessian_key(name: str) -> str:
-    """Linears fed the same tensor share a Hessian: k/v use q's, up uses gate's."""
-    module, leaf = name.removesuffix(".weight").rsplit(".", 1)
-    return f"{module}.{_SHARED_INPUT.get(leaf, leaf)}.weight"
 
 
 @register_pass("quantize_gptq")
@@ -75,52 +71,52 @@ class QuantizeGPTQ(Pass):
         formats = {name: bind_format(model, ctx, self.name, cfg, name) for name in targets}
         _check_tokens(model, ctx, targets)
         lm_head = [n for n in targets if not n.startswith("model.layers.")]
-        hessians: dict[str, HessianAccumulator] = {}
-        wanted = {hessian_key(n) for n in targets}
 
-        def observer_for(layer: int):
-            def observe(name: str, x) -> None:
-                if name in wanted and name.startswith(f"model.layers.{layer}."):
-                    acc = hessians.setdefault(name, HessianAccumulator.zeros(x.shape[-1]))
-                    accumulate_hessian(acc, x)
+        def on_inputs(names: list[str], inputs: list[torch.Tensor]) -> None:
+            names = [n for n in names if n in formats]
+            if not names:
+                return
+            acc = HessianAccumulator.zeros(inputs[0].shape[-1])
+            for x in inputs:
+                accumulate_hessian(acc, x)
+            while names:  # one GPTQ problem per format
+                same = [n for n in names if formats[n] == formats[names[0]]]
+                self._quantize_group(model, ctx, same, formats[same[0]], acc)
+                names = [n for n in names if n not in same]
 
-            return observe
-
-        def quantize_layer(inputs: LayerInputs) -> None:
-            prefix = f"model.layers.{inputs.layer}."
-            for name in [n for n in targets if n.startswith(prefix)]:
-                self._quantize_one(model, ctx, name, formats[name], hessians.get(hessian_key(name)))
-            for key in [k for k in hessians if k.startswith(prefix)]:
-                del hessians[key]
-
-        calibrate_layerwise(model, ctx.calibration, observer_for, quantize_layer, cfg.sequential, cfg.batch_size, ctx.device, ctx.progress)
+        calibrate_linear_groups(model, ctx.calibration, on_inputs, cfg.sequential, cfg.batch_size, ctx.device, ctx.progress)
         for name in lm_head:  # no Hessian of the head's input is collected: RTN, reported
             ctx.event(self.name, name, "fallback", "outside the decoder layers; rounded to nearest")
             model.quantize(name, rtn_quantize(formats[name], model.dense(name)))
         annotate_activations(model, ctx, self.name, targets, cfg.activations)
         return model
 
-    def _quantize_one(self, model: ModelIR, ctx: PassContext, name: str, fmt, acc: HessianAccumulator | None) -> None:
+    def _quantize_group(self, model: ModelIR, ctx: PassContext, names: list[str], fmt, acc: HessianAccumulator) -> None:
+        """GPTQ the weights `names`, which read the input whose Hessian is `acc`."""
         cfg = self.config
-        w = model.dense(name)
-        if acc is None or acc.count == 0 or not bool((acc.sum_xxt.diagonal() > 0).any()):
-            ctx.event(self.name, name, "fallback", "calibration inputs are all zero; rounded to nearest")
-            model.quantize(name, rtn_quantize(fmt, w))
+        if acc.count == 0 or not bool((acc.sum_xxt.diagonal() > 0).any()):
+            for name in names:
+                ctx.event(self.name, name, "fallback", "calibration inputs are all zero; rounded to nearest")
+                model.quantize(name, rtn_quantize(fmt, model.dense(name)))
             return
         static = cfg.static_groups
         if cfg.act_order and not static and fmt.group_size and fmt.format.value != "int4":
             static = True  # NVFP4 has no g_idx: act-order needs groups fixed before permuting
-            ctx.event(self.name, name, "static_groups", f"{fmt.format.value} stores no g_idx; act-order uses static groups")
+            for name in names:
+                ctx.event(self.name, name, "static_groups", f"{fmt.format.value} stores no g_idx; act-order uses static groups")
+        weights = [model.dense(name) for name in names]
         try:
-            qw, loss = gptq_quantize(w, acc.hessian, fmt, cfg.block_size, cfg.dampening, cfg.act_order, static)
+            results = gptq_quantize_shared(weights, acc.hessian, fmt, cfg.block_size, cfg.dampening, cfg.act_order, static)
         except SingularHessianError as exc:
-            ctx.event(self.name, name, "fallback", f"{exc}; rounded to nearest")
-            model.quantize(name, rtn_quantize(fmt, w))
+            for name, w in zip(names, weights):
+                ctx.event(self.name, name, "fallback", f"{exc}; rounded to nearest")
+                model.quantize(name, rtn_quantize(fmt, w))
             return
-        if qw.meta["cholesky_retries"]:
-            ctx.event(self.name, name, "cholesky_retry", f"Cholesky failed {qw.meta['cholesky_retries']} time(s); dampening raised to {qw.meta['damp']:.3g}")
-        qw.meta["gptq_loss"] = loss
-        model.quantize(name, qw)
+        for name, (qw, loss) in zip(names, results):
+            if qw.meta["cholesky_retries"]:
+                ctx.event(self.name, name, "cholesky_retry", f"Cholesky failed {qw.meta['cholesky_retries']} time(s); dampening raised to {qw.meta['damp']:.3g}")
+            qw.meta["gptq_loss"] = loss
+            model.quantize(name, qw)
 
 
 def _check_tokens(model: ModelIR, ctx: PassContext, targets: list[str]) -> None:

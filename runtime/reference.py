@@ -7,7 +7,8 @@ quantize-dequantized before their linear, so a quantized IR runs as its hardware
 compute it up to accumulation order.
 
 The forward is decomposed (`embed`, `layer`, `head`) so layer-by-layer calibration
-(GPTQ's sequential mode) can run one decoder layer at a time.
+can run one decoder layer at a time; `layer_batches` runs one layer on the whole
+calibration set a group of linears at a time (GPTQ's sequential mode).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from inferc.passes.numerics import dequantize, fake_quantize_activation
 
 # observer(linear_weight_name, input [..., in_features])
 Observer = Callable[[str, torch.Tensor], None]
+# before(weight names of linears reading one input, that input per batch)
+BeforeLinears = Callable[[list[str], list[torch.Tensor]], None]
 
 
 @dataclass
@@ -168,6 +171,10 @@ class ReferenceModel:
         return allowed
 
     def attention(self, layer: int, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        return self.linear(f"model.layers.{layer}.self_attn.o_proj", self.attention_context(layer, x, positions, cache))
+
+    def attention_context(self, layer: int, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        """The attention up to o_proj: heads concatenated, [b, t, q_size]."""
         s = self.spec
         p = f"model.layers.{layer}.self_attn."
         b, t, _ = x.shape
@@ -195,8 +202,7 @@ class ReferenceModel:
             out = torch.softmax(scores.float(), dim=-1).to(v.dtype) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=s.softmax_scale)
-        out = out.transpose(1, 2).reshape(b, t, s.q_size)
-        return self.linear(p + "o_proj", out)
+        return out.transpose(1, 2).reshape(b, t, s.q_size)
 
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         p = f"model.layers.{layer}.mlp."
@@ -212,12 +218,47 @@ class ReferenceModel:
         return h
 
     def layer(self, i: int, h: torch.Tensor, positions: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        return self.layer_batches(i, [h], positions, cache=cache)[0]
+
+    def layer_batches(
+        self,
+        i: int,
+        hs: list[torch.Tensor],
+        positions: torch.Tensor,
+        before: BeforeLinears | None = None,
+        cache: KVCache | None = None,
+    ) -> list[torch.Tensor]:
+        """Layer i on several batches, one group of linears at a time: every batch has
+        computed a group's input before any batch goes through it, and `before(names,
+        inputs)` sees that whole input first. A calibration can so quantize the group's
+        weights from all its inputs, and the batches go on through the quantized group."""
+        assert cache is None or len(hs) == 1, "a KV cache holds one batch"
         p = f"model.layers.{i}."
-        if self.spec.sandwich_norm:
-            h = h + self.norm(p + "post_attention_layernorm", self.attention(i, self.norm(p + "input_layernorm", h), positions, cache))
-            return h + self.norm(p + "post_feedforward_layernorm", self.mlp(i, self.norm(p + "pre_feedforward_layernorm", h)))
-        h = h + self.attention(i, self.norm(p + "input_layernorm", h), positions, cache)
-        return h + self.mlp(i, self.norm(p + "post_attention_layernorm", h))
+        attn, mlp = p + "self_attn.", p + "mlp."
+
+        def group(names: list[str], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+            if before is not None:
+                before([n + ".weight" for n in names], xs)
+            return xs
+
+        sandwich = self.spec.sandwich_norm
+        xs = group([attn + "q_proj", attn + "k_proj", attn + "v_proj"], [self.norm(p + "input_layernorm", h) for h in hs])
+        ctxs = group([attn + "o_proj"], [self.attention_context(i, x, positions, cache) for x in xs])
+        del xs
+        outs = [self.linear(attn + "o_proj", c) for c in ctxs]
+        del ctxs
+        if sandwich:
+            outs = [self.norm(p + "post_attention_layernorm", o) for o in outs]
+        hs = [h + o for h, o in zip(hs, outs)]
+        pre_mlp = p + ("pre_feedforward_layernorm" if sandwich else "post_attention_layernorm")
+        xs = group([mlp + "gate_proj", mlp + "up_proj"], [self.norm(pre_mlp, h) for h in hs])
+        acts = group([mlp + "down_proj"], [self._act(self.linear(mlp + "gate_proj", x)) * self.linear(mlp + "up_proj", x) for x in xs])
+        del xs
+        outs = [self.linear(mlp + "down_proj", a) for a in acts]
+        del acts
+        if sandwich:
+            outs = [self.norm(p + "post_feedforward_layernorm", o) for o in outs]
+        return [h + o for h, o in zip(hs, outs)]
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """hidden [b, t, hidden] -> logits [b, t, vocab] (float32)."""

@@ -34,6 +34,7 @@ class QParams:
 class WeightFormat(Protocol):
     format: QuantFormat
     group_size: int | None  # None: per output channel
+    rows_independent: bool  # each row's parameters come from that row alone (no tensor-wide scale)
 
     def choose_qparams(self, w: torch.Tensor, col_weights: torch.Tensor | None = None) -> QParams:
         """Parameters for w [rows, cols]; `col_weights` [cols] (the input energy of each

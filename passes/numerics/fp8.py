@@ -39,6 +39,10 @@ class FP8WeightFormat:
     format: QuantFormat = QuantFormat.FP8_E4M3
     group_size: int | None = None
 
+    @property
+    def rows_independent(self) -> bool:
+        return self.per_channel
+
     def choose_qparams(self, w: torch.Tensor, col_weights: torch.Tensor | None = None) -> QParams:
         w = w.float()
         amax = w.abs().amax(dim=1, keepdim=True) if self.per_channel else w.abs().amax()  # [out, 1] or []

@@ -98,8 +98,14 @@ def _cat_qparams(parts: list[QParams]) -> QParams:
 
 
 def _static_groups(fmt: WeightFormat, w: torch.Tensor, hdiag: torch.Tensor) -> list[QParams]:
-    gs = fmt.group_size
-    return [fmt.choose_qparams(w[:, g : g + gs], hdiag[g : g + gs]) for g in range(0, w.shape[1], gs)]
+    """Every group's parameters from the weight as it is, chosen in one call and split."""
+    qp = fmt.choose_qparams(w, hdiag)
+    return [_rows_cols(qp, slice(None), slice(g, g + 1)) for g in range(qp.scale.shape[1])]
+
+
+def _rows_cols(qp: QParams, rows: slice, cols: slice) -> QParams:
+    zp = qp.zero_point
+    return QParams(scale=qp.scale[rows, cols], zero_point=None if zp is None else zp[rows, cols], global_scale=qp.global_scale)
 
 
 @dataclass
@@ -131,22 +137,19 @@ def _qparams_for(fmt: WeightFormat, st: _State, w1: torch.Tensor, i1: int, i: in
     return st.groups[-1]
 
 
-def _quantize_block(fmt: WeightFormat, st: _State, i1: int, i2: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Quantize columns [i1, i2) with in-block error feedback; returns (errors, loss)."""
+def _quantize_block(fmt: WeightFormat, st: _State, i1: int, i2: int) -> torch.Tensor:
+    """Quantize columns [i1, i2) with in-block error feedback; returns the scaled errors."""
     w1 = st.w[:, i1:i2].clone()
     hinv1 = st.hinv[i1:i2, i1:i2]
     err1 = torch.zeros_like(w1)
-    loss = torch.zeros((), dtype=torch.float64)
     for i in range(i2 - i1):
         w = w1[:, i : i + 1]  # [rows, 1]
         q = fmt.fake_quantize(w, _qparams_for(fmt, st, w1, i1, i))
         st.q[:, i1 + i] = q[:, 0]
-        d = hinv1[i, i]
-        e = (w - q) / d  # [rows, 1]
-        loss += (e.double().pow(2).sum() / 2)
+        e = (w - q) / hinv1[i, i]  # [rows, 1]
         w1[:, i:] -= e @ hinv1[i : i + 1, i:]
         err1[:, i] = e[:, 0]
-    return err1, loss
+    return err1
 
 
 def gptq_quantize(
@@ -162,11 +165,29 @@ def gptq_quantize(
 
     `loss` is sum (w - q)^2 / (2 [H^-1]_cc^2), GPTQ's proxy of the output error.
     `meta` of the result records `damp` used and `cholesky_retries`."""
+    return gptq_quantize_shared([w], h, fmt, block_size, damp, act_order, static_groups)[0]
+
+
+def gptq_quantize_shared(
+    ws: list[torch.Tensor],
+    h: torch.Tensor,
+    fmt: WeightFormat,
+    block_size: int = 128,
+    damp: float = 0.01,
+    act_order: bool = False,
+    static_groups: bool = False,
+) -> list[tuple[QuantizedWeight, float]]:
+    """GPTQ several weights [out_k, in] that read the same input (q/k/v, gate/up), under
+    its Hessian h [in, in]. GPTQ treats rows independently, so weights whose format has
+    no tensor-wide scale are stacked and run as one; the rest (NVFP4, per-tensor FP8) run
+    one by one. Either way each result is what `gptq_quantize` gives that weight alone."""
+    if len(ws) > 1 and not fmt.rows_independent:
+        return [r for w in ws for r in gptq_quantize_shared([w], h, fmt, block_size, damp, act_order, static_groups)]
     bind = getattr(fmt, "for_tensor", None)  # formats with a tensor-wide scale (NVFP4) fix it first
-    fmt = bind(w) if bind is not None else fmt
+    fmt = bind(ws[0]) if bind is not None else fmt
     if act_order and fmt.group_size and not static_groups and fmt.format is not QuantFormat.INT4:
         raise UnsupportedError(f"{fmt.format.value} cannot store a g_idx; use act_order with static_groups: true")
-    w = w.float().clone()
+    w = torch.cat([x.float() for x in ws]) if len(ws) > 1 else ws[0].float().clone()
     h = h.float().clone()
     dead = h.diagonal() == 0
     h[dead, dead] = 1.0
@@ -180,18 +201,34 @@ def gptq_quantize(
     hinv, damp_used, retries = inverse_cholesky(h, damp)
     st = _State(w=w, q=torch.zeros_like(w), hinv=hinv, perm=perm, static=static, groups=[], channel=channel,
                 hdiag=h.diagonal().clone())
-    loss = torch.zeros((), dtype=torch.float64)
+    loss = torch.zeros(w.shape[0], dtype=torch.float64)  # per row
     cols = w.shape[1]
     for i1 in range(0, cols, block_size):
         i2 = min(i1 + block_size, cols)
         with _one_thread():
-            err1, block_loss = _quantize_block(fmt, st, i1, i2)
-        loss += block_loss
+            err1 = _quantize_block(fmt, st, i1, i2)
+        loss += err1.double().pow(2).sum(dim=1) / 2
         st.w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-    qw = _assemble(fmt, st)
-    qw.algorithm = "gptq"
-    qw.meta.update(damp=damp_used, cholesky_retries=retries, act_order=act_order, static_groups=static is not None)
-    return qw, float(loss)
+    results, r0 = [], 0
+    for x in ws:
+        rows = slice(r0, r0 + x.shape[0])
+        r0 = rows.stop
+        qw = _assemble(fmt, _rows_of(st, rows))
+        qw.algorithm = "gptq"
+        qw.meta.update(damp=damp_used, cholesky_retries=retries, act_order=act_order, static_groups=static is not None)
+        results.append((qw, float(loss[rows].sum())))
+    return results
+
+
+def _rows_of(st: _State, rows: slice) -> _State:
+    """The state of some rows: what GPTQ of those rows alone would have ended with."""
+    if rows == slice(0, st.q.shape[0]):
+        return st
+    part = lambda qp: _rows_cols(qp, rows, slice(None))  # noqa: E731
+    return _State(w=st.w[rows], q=st.q[rows], hinv=st.hinv, perm=st.perm,
+                  static=None if st.static is None else [part(g) for g in st.static],
+                  groups=[part(g) for g in st.groups], channel=None if st.channel is None else part(st.channel),
+                  hdiag=st.hdiag)
 
 
 def _assemble(fmt: WeightFormat, st: _State) -> QuantizedWeight:

@@ -59,6 +59,7 @@ class INT4WeightFormat:
     observer: str = "minmax"  # or "mse"
     sym_range: str = "full"  # or "exact" (see the module docstring)
     format: QuantFormat = QuantFormat.INT4
+    rows_independent = True
 
     def _grouped(self, w: torch.Tensor) -> torch.Tensor:
         rows, cols = w.shape

@@ -76,6 +76,7 @@ class NVFP4WeightFormat:
     global_scale: float | None = None
     group_size: int | None = NVFP4_BLOCK
     format: QuantFormat = QuantFormat.NVFP4
+    rows_independent = False  # the FP32 tensor scale comes from the whole weight
 
     def for_tensor(self, w: torch.Tensor) -> NVFP4WeightFormat:
         """This format with the global scale of the whole weight w fixed."""

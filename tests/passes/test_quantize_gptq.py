@@ -44,6 +44,6 @@ def test_all_zero_inputs_fall_back_to_rtn_with_event(tiny_checkpoint):
     pass_ = cls(make_config(cls, {}))
     ctx = context(model, calib_set())
     name = "model.layers.0.mlp.down_proj.weight"
-    pass_._quantize_one(model, ctx, name, INT4WeightFormat(group_size=64), HessianAccumulator.zeros(128))
+    pass_._quantize_group(model, ctx, [name], INT4WeightFormat(group_size=64), HessianAccumulator.zeros(128))
     assert model.weights[name].algorithm == "rtn"
     assert [e.kind for e in ctx.events] == ["fallback"] and "all zero" in ctx.events[0].detail

@@ -3,7 +3,15 @@ import torch
 
 from inferc.compiler.errors import UnsupportedError
 from inferc.passes.numerics import dequantize
-from inferc.passes.numerics.gptq import HessianAccumulator, SingularHessianError, accumulate_hessian, gptq_quantize, inverse_cholesky
+from inferc.passes.numerics.fp8 import FP8WeightFormat
+from inferc.passes.numerics.gptq import (
+    HessianAccumulator,
+    SingularHessianError,
+    accumulate_hessian,
+    gptq_quantize,
+    gptq_quantize_shared,
+    inverse_cholesky,
+)
 from inferc.passes.numerics.int4 import INT4WeightFormat
 from inferc.passes.numerics.nvfp4 import NVFP4WeightFormat
 
@@ -52,6 +60,30 @@ def test_gptq_beats_rtn_on_output_error(fmt, act_order, static):
     assert (qw.g_idx is not None) == (act_order and not static and fmt.group_size == 32)
     # the stored codes reproduce exactly what GPTQ computed column by column
     assert torch.equal(dequantize(qw), fmt.dequantize(qw))
+
+
+@pytest.mark.parametrize(
+    "fmt,act_order,static",
+    [
+        (INT4WeightFormat(group_size=32, observer="mse"), True, True),
+        (INT4WeightFormat(group_size=32, symmetric=False), True, False),
+        (INT4WeightFormat(group_size=None), False, False),
+        (FP8WeightFormat(per_channel=False), True, False),
+        (NVFP4WeightFormat(), True, True),
+    ],
+)
+def test_shared_input_weights_come_out_as_if_quantized_alone(fmt, act_order, static):
+    """q/k/v (or gate/up) share a Hessian: stacked into one GPTQ problem where the format
+    allows, each must come out as GPTQ of that weight alone."""
+    w, _, acc = _problem(rows=48)
+    parts = [w[:32] * 3, w[32:40], w[40:]]  # different ranges: a tensor-wide scale would differ
+    together = gptq_quantize_shared(parts, acc.hessian, fmt, block_size=64, act_order=act_order, static_groups=static)
+    for part, (qw, loss) in zip(parts, together):
+        alone, alone_loss = gptq_quantize(part, acc.hessian, fmt, block_size=64, act_order=act_order, static_groups=static)
+        assert qw.shape == alone.shape
+        torch.testing.assert_close(dequantize(qw), dequantize(alone), rtol=0, atol=1e-6)
+        assert loss == pytest.approx(alone_loss, rel=1e-4)
+        assert (qw.g_idx is None) == (alone.g_idx is None)
 
 
 def test_g_idx_groups_are_whole():

@@ -205,8 +205,12 @@ class ReferenceModel:
         return out.transpose(1, 2).reshape(b, t, s.q_size)
 
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(f"model.layers.{layer}.mlp.down_proj", self.mlp_hidden(layer, x))
+
+    def mlp_hidden(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """The MLP up to down_proj: act(gate_proj x) * up_proj x, [..., intermediate]."""
         p = f"model.layers.{layer}.mlp."
-        return self.linear(p + "down_proj", self._act(self.linear(p + "gate_proj", x)) * self.linear(p + "up_proj", x))
+        return self._act(self.linear(p + "gate_proj", x)) * self.linear(p + "up_proj", x)
 
     # ---- the forward, decomposed --------------------------------------------------
 
@@ -252,7 +256,7 @@ class ReferenceModel:
         hs = [h + o for h, o in zip(hs, outs)]
         pre_mlp = p + ("pre_feedforward_layernorm" if sandwich else "post_attention_layernorm")
         xs = group([mlp + "gate_proj", mlp + "up_proj"], [self.norm(pre_mlp, h) for h in hs])
-        acts = group([mlp + "down_proj"], [self._act(self.linear(mlp + "gate_proj", x)) * self.linear(mlp + "up_proj", x) for x in xs])
+        acts = group([mlp + "down_proj"], [self.mlp_hidden(i, x) for x in xs])
         del xs
         outs = [self.linear(mlp + "down_proj", a) for a in acts]
         del acts

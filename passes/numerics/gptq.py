@@ -213,7 +213,7 @@ def gptq_quantize_shared(
     for x in ws:
         rows = slice(r0, r0 + x.shape[0])
         r0 = rows.stop
-        qw = _assemble(fmt, _rows_of(st, rows))
+        qw = _assemble(fmt, st if len(ws) == 1 else _rows_of(st, rows))
         qw.algorithm = "gptq"
         qw.meta.update(damp=damp_used, cholesky_retries=retries, act_order=act_order, static_groups=static is not None)
         results.append((qw, float(loss[rows].sum())))
@@ -221,9 +221,8 @@ def gptq_quantize_shared(
 
 
 def _rows_of(st: _State, rows: slice) -> _State:
-    """The state of some rows: what GPTQ of those rows alone would have ended with."""
-    if rows == slice(0, st.q.shape[0]):
-        return st
+    """The state of some rows: what GPTQ of those rows alone would have ended with
+    (row-wise formats only: a tensor-wide scale has no rows to cut)."""
     part = lambda qp: _rows_cols(qp, rows, slice(None))  # noqa: E731
     return _State(w=st.w[rows], q=st.q[rows], hinv=st.hinv, perm=st.perm,
                   static=None if st.static is None else [part(g) for g in st.static],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from setuptools import setup
 
-_FOLDERS = ("compiler", "passes", "formats", "calibration", "runtime", "recipes")
+_FOLDERS = ("core", "compiler", "passes", "formats", "calibration", "runtime", "recipes")
 
 
 def _packages() -> tuple[list[str], dict[str, str]]:

@@ -27,10 +27,10 @@ import torch
 from inferc.calibration.corpus import load_tokenizer, read_text_file, sample_sequences, tokenize
 from inferc.calibration.stats import ActivationStats, collect_activation_stats
 from inferc.compiler.default_model import ensure_default_model
-from inferc.compiler.ir import ActivationQuant, Granularity, ModelIR, QuantFormat
+from inferc.core.ir import ActivationQuant, Granularity, ModelIR, QuantFormat
 from inferc.formats.hf.reader import load_checkpoint
 from inferc.passes import PassContext, get_pass, make_config
-from inferc.passes.numerics.fp8 import fp8_scale
+from inferc.core.numerics.fp8 import fp8_scale
 from inferc.runtime.evaluate import compare_many
 from inferc.runtime.torch_backend import TorchBackend
 
@@ -120,7 +120,7 @@ def build_variants(stats: ActivationStats, ir0: ModelIR) -> dict[str, tuple[str,
 def weight_sensitivity(ir: ModelIR, tokens: torch.Tensor, ctx: int, n_chunks: int, device: str) -> dict[str, float]:
     """Mean KL against the unquantized model when only one linear's weight is FP8 (per
     channel), for every linear: which weights carry the weight-only error."""
-    from inferc.passes.numerics.fp8 import FP8WeightFormat
+    from inferc.core.numerics.fp8 import FP8WeightFormat
     from inferc.runtime.evaluate import cut_chunks, kl_divergence
     from inferc.runtime.reference import ReferenceModel
 
@@ -141,7 +141,7 @@ def weight_sensitivity(ir: ModelIR, tokens: torch.Tensor, ctx: int, n_chunks: in
 
 
 def _fp8_group(w: torch.Tensor, group: int = 64) -> torch.Tensor:
-    from inferc.passes.numerics.fp8 import fp8_round
+    from inferc.core.numerics.fp8 import fp8_round
 
     g = w.float().reshape(w.shape[0], -1, group)
     scale = fp8_scale(g.abs().amax(-1, keepdim=True))
@@ -149,7 +149,7 @@ def _fp8_group(w: torch.Tensor, group: int = 64) -> torch.Tensor:
 
 
 def _fp8_channel(w: torch.Tensor) -> torch.Tensor:
-    from inferc.passes.numerics.fp8 import FP8WeightFormat
+    from inferc.core.numerics.fp8 import FP8WeightFormat
 
     fmt = FP8WeightFormat(per_channel=True)
     return fmt.fake_quantize(w, fmt.choose_qparams(w))

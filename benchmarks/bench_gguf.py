@@ -26,7 +26,7 @@ import torch
 from inferc.calibration.corpus import load_tokenizer, read_text_file, sample_sequences, tokenize
 from inferc.calibration.imatrix import read_imatrix, write_imatrix
 from inferc.calibration.stats import collect_activation_stats
-from inferc.compiler.ir import QuantFormat
+from inferc.core.ir import QuantFormat
 from inferc.formats.gguf import export_gguf, read_gguf_summary
 from inferc.formats.hf.reader import load_checkpoint
 from inferc.passes import PassContext, get_pass

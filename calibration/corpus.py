@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from inferc.calibration.dataset import CalibrationSet
-from inferc.compiler.errors import CalibrationError, require
-from inferc.compiler.ir import ModelIR
+from inferc.core.errors import CalibrationError, require
+from inferc.core.ir import ModelIR
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from inferc.calibration.stats import ActivationStats
-from inferc.compiler.errors import FormatError
-from inferc.compiler.ir.spec import ArchSpec
+from inferc.core.errors import FormatError
+from inferc.core.ir.spec import ArchSpec
 from inferc.formats.gguf.names import gguf_name, hf_name
 
 _SUM2, _COUNTS = ".in_sum2", ".counts"

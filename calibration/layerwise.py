@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from inferc.calibration.dataset import CalibrationSet
-from inferc.compiler.ir import ModelIR
+from inferc.core.ir import ModelIR
 
 Observer = Callable[[str, torch.Tensor], None]
 GroupInputs = Callable[[list[str], list[torch.Tensor]], None]

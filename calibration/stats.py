@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from inferc.calibration.dataset import CalibrationSet
-from inferc.compiler.ir import ModelIR
+from inferc.core.ir import ModelIR
 
 
 @dataclass

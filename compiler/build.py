@@ -34,8 +34,8 @@ from inferc.calibration.corpus import (
 from inferc.calibration.dataset import CalibrationSet
 from inferc.calibration.stats import collect_activation_stats
 from inferc.compiler.default_model import DEFAULT_MODEL_NAME, ensure_default_model
-from inferc.compiler.errors import GateFailedError, InferCError
-from inferc.compiler.ir import ModelIR
+from inferc.core.errors import GateFailedError, InferCError
+from inferc.core.ir import ModelIR
 from inferc.compiler.manifest import MANIFEST_FILE, make_manifest
 from inferc.compiler.memory import PeakMemory
 from inferc.compiler.pipeline import Plan, make_plan, run_plan

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 from inferc.compiler import __version__
-from inferc.compiler.errors import ExitCode, InferCError
+from inferc.core.errors import ExitCode, InferCError
 from inferc.compiler.targets import TARGETS, Quant
 
 

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from inferc.compiler.errors import InferCError, require
+from inferc.core.errors import InferCError, require
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

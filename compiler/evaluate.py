@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from inferc.compiler.build import evaluation_tokens
-from inferc.compiler.errors import CheckpointError, InferCError
+from inferc.core.errors import CheckpointError, InferCError
 from inferc.compiler.manifest import MANIFEST_FILE
 from inferc.compiler.recipe import EvalConfig
 from inferc.formats.hf.reader import load_checkpoint

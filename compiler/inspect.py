@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from inferc.compiler.errors import CheckpointError
+from inferc.core.errors import CheckpointError
 from inferc.compiler.manifest import MANIFEST_FILE
 from inferc.formats.hf.reader import load_checkpoint
 

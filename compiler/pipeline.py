@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from inferc.compiler.errors import RecipeError
-from inferc.compiler.ir import ModelIR
+from inferc.core.errors import RecipeError
+from inferc.core.ir import ModelIR
 from inferc.compiler.memory import PeakMemory
 from inferc.compiler.recipe import Recipe
 from inferc.passes import Pass, PassContext, Requirement, get_pass, make_config

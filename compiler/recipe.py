@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from inferc.compiler.errors import RecipeError
-from inferc.compiler.schema import build_dataclass, coerce_value
+from inferc.core.errors import RecipeError
+from inferc.core.schema import build_dataclass, coerce_value
 from inferc.compiler.targets import ExportFormat, Quant
 
 SCHEMA_VERSION = 1

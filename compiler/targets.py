@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from inferc.compiler.errors import UnsupportedError
+from inferc.core.errors import UnsupportedError
 
 
 class Quant(str, Enum):

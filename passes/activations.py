@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from inferc.compiler.ir import ActivationQuant, Granularity, ModelIR, QuantFormat
+from inferc.core.ir import ActivationQuant, Granularity, ModelIR, QuantFormat
 from inferc.passes.base import PassContext, Requirement
-from inferc.passes.numerics.choose import GroupSize, WeightFormatName, validate_options
-from inferc.passes.numerics.fp8 import fp8_scale
-from inferc.passes.numerics.nvfp4 import global_scale_for
+from inferc.core.numerics.choose import GroupSize, WeightFormatName, validate_options
+from inferc.core.numerics.fp8 import fp8_scale
+from inferc.core.numerics.nvfp4 import global_scale_for
 
 # none: weight-only; nvfp4: W4A4 (dynamic block scales, static FP32 tensor scale);
 # fp8: static per-tensor FP8 E4M3 scale; fp8_dynamic: FP8 scales per token at run time.

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from inferc.compiler.errors import RecipeError
-from inferc.compiler.ir import ModelIR
-from inferc.compiler.schema import build_dataclass
+from inferc.core.errors import RecipeError
+from inferc.core.ir import ModelIR
+from inferc.core.schema import build_dataclass
 
 if TYPE_CHECKING:
     from inferc.calibration.dataset import CalibrationSet

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inferc.compiler.ir import QuantFormat
-from inferc.compiler.ir.spec import ArchSpec
+from inferc.core.ir import QuantFormat
+from inferc.core.ir.spec import ArchSpec
 
 Q = QuantFormat
 MIXTURES = ("q4_k_m", "q4_k_s", "q5_k_m", "q8_0", "f16")

@@ -33,8 +33,8 @@ from typing import Literal
 
 import torch
 from inferc.calibration.layerwise import LayerInputs, calibrate_layerwise
-from inferc.compiler.errors import CalibrationError, RecipeError
-from inferc.compiler.ir import ModelIR
+from inferc.core.errors import CalibrationError, RecipeError
+from inferc.core.ir import ModelIR
 from inferc.passes.activations import (
     WeightQuantConfig,
     activation_requirements,
@@ -47,7 +47,7 @@ from inferc.passes.base import (
     register_pass,
     select_targets,
 )
-from inferc.passes.numerics.awq import Block, apply_clip, linear_outputs, search_clip, search_scales
+from inferc.core.numerics.awq import Block, apply_clip, linear_outputs, search_clip, search_scales
 from inferc.passes.quantize_rtn import bind_format, rtn_quantize
 
 MIN_TOKENS = 256

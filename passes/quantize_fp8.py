@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from inferc.compiler.ir import ModelIR
+from inferc.core.ir import ModelIR
 from inferc.passes.activations import annotate_activations
 from inferc.passes.base import (
     Pass,
@@ -15,7 +15,7 @@ from inferc.passes.base import (
     register_pass,
     select_targets,
 )
-from inferc.passes.numerics.fp8 import FP8WeightFormat
+from inferc.core.numerics.fp8 import FP8WeightFormat
 
 _ACTIVATIONS = {"static": "fp8", "dynamic": "fp8_dynamic", "none": "none"}
 

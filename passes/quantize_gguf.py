@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from inferc.compiler.errors import RecipeError
-from inferc.compiler.ir import Granularity, ModelIR, QuantFormat, QuantizedWeight
+from inferc.core.errors import RecipeError
+from inferc.core.ir import Granularity, ModelIR, QuantFormat, QuantizedWeight
 from inferc.passes.base import Pass, PassContext, Requirement, register_pass
 from inferc.passes.gguf_policy import choose_format
-from inferc.passes.numerics.ggml import CODECS
+from inferc.core.numerics.ggml import CODECS
 
 
 @register_pass("quantize_gguf")

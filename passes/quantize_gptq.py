@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from inferc.calibration.layerwise import calibrate_linear_groups
-from inferc.compiler.errors import CalibrationError, RecipeError
-from inferc.compiler.ir import ModelIR
+from inferc.core.errors import CalibrationError, RecipeError
+from inferc.core.ir import ModelIR
 from inferc.passes.activations import (
     WeightQuantConfig,
     activation_requirements,
@@ -31,7 +31,7 @@ from inferc.passes.base import (
     register_pass,
     select_targets,
 )
-from inferc.passes.numerics.gptq import (
+from inferc.core.numerics.gptq import (
     HessianAccumulator,
     SingularHessianError,
     accumulate_hessian,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from inferc.compiler.ir import ModelIR
+from inferc.core.ir import ModelIR
 from inferc.passes.activations import (
     WeightQuantConfig,
     activation_requirements,
@@ -20,7 +20,7 @@ from inferc.passes.base import (
     register_pass,
     select_targets,
 )
-from inferc.passes.numerics.choose import (
+from inferc.core.numerics.choose import (
     WeightFormatName,
     weight_format_for,
 )

@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from inferc.compiler.errors import CalibrationError
+from inferc.core.errors import CalibrationError
 from inferc.runtime.backend import Backend
 
 Method = Literal["half", "full"]

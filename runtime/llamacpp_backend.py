@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from inferc.compiler.errors import FormatError, require
+from inferc.core.errors import FormatError, require
 
 
 class LlamaCppBackend:

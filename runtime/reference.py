@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from inferc.compiler.ir import ArchSpec, ModelIR, RopeSpec
-from inferc.passes.numerics import dequantize, fake_quantize_activation
+from inferc.core.ir import ArchSpec, ModelIR, RopeSpec
+from inferc.core.numerics import dequantize, fake_quantize_activation
 
 # observer(linear_weight_name, input [..., in_features])
 Observer = Callable[[str, torch.Tensor], None]

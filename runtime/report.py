@@ -25,7 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from inferc.compiler.errors import RecipeError
+from inferc.core.errors import RecipeError
 from inferc.runtime.evaluate import QualityResult
 from inferc.runtime.speed import SpeedResult
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from inferc.compiler.ir import ModelIR
+from inferc.core.ir import ModelIR
 from inferc.runtime.reference import KVCache, ReferenceModel
 
 

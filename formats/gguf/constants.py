@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from inferc.compiler.ir.quant import QuantFormat
-from inferc.compiler.ir.spec import Family
+from inferc.core.ir.quant import QuantFormat
+from inferc.core.ir.spec import Family
 
 GGUF_MAGIC = b"GGUF"
 ALIGNMENT = 32

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from inferc.compiler.ir.spec import ArchSpec
+from inferc.core.ir.spec import ArchSpec
 from inferc.formats.gguf.constants import GLOBAL_TENSORS, LAYER_TENSORS, PLAIN_TENSORS, SANDWICH_TENSORS
 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)\.(weight|bias)$")

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from inferc.compiler.errors import FormatError
+from inferc.core.errors import FormatError
 from inferc.formats.gguf.constants import GGUF_MAGIC
 
 

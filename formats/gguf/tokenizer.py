@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inferc.compiler.errors import CheckpointError, UnsupportedError
+from inferc.core.errors import CheckpointError, UnsupportedError
 from inferc.formats.gguf import constants as C
 
 

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from inferc.compiler.errors import UnsupportedError
-from inferc.compiler.ir import ModelIR, QuantFormat
-from inferc.compiler.ir.spec import ArchSpec
+from inferc.core.errors import UnsupportedError
+from inferc.core.ir import ModelIR, QuantFormat
+from inferc.core.ir.spec import ArchSpec
 from inferc.formats.gguf import constants as C
 from inferc.formats.gguf.names import gguf_name
 from inferc.formats.gguf.tokenizer import TokenizerMeta, add_tokenizer, read_tokenizer

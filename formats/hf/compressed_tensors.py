@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from inferc.compiler.errors import CheckpointError, UnsupportedError
-from inferc.compiler.ir.quant import ActivationQuant, Granularity, QuantFormat, QuantizedWeight
+from inferc.core.errors import CheckpointError, UnsupportedError
+from inferc.core.ir.quant import ActivationQuant, Granularity, QuantFormat, QuantizedWeight
 from inferc.formats.hf import constants as C
 
 Scheme = dict[str, Any]  # {"weights": args, "input_activations": args | None, "format": str}

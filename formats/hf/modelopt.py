@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from inferc.compiler.errors import CheckpointError, UnsupportedError
-from inferc.compiler.ir.quant import ActivationQuant, Granularity, QuantFormat, QuantizedWeight
+from inferc.core.errors import CheckpointError, UnsupportedError
+from inferc.core.ir.quant import ActivationQuant, Granularity, QuantFormat, QuantizedWeight
 from inferc.formats.hf import constants as C
 from inferc.formats.hf.compressed_tensors import pack_e2m1, unpack_e2m1
 

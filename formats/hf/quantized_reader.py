@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from inferc.compiler.errors import CheckpointError, UnsupportedError
-from inferc.compiler.ir import ModelIR
+from inferc.core.errors import CheckpointError, UnsupportedError
+from inferc.core.ir import ModelIR
 from inferc.formats.hf import compressed_tensors as ct
 from inferc.formats.hf import constants as C
 from inferc.formats.hf import modelopt as mo

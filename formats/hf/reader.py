@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from inferc.compiler.errors import CheckpointError
-from inferc.compiler.ir import ModelIR, SourceInfo, TensorStore, spec_from_config
+from inferc.core.errors import CheckpointError
+from inferc.core.ir import ModelIR, SourceInfo, TensorStore, spec_from_config
 from inferc.formats.hf.constants import CONFIG_FILE, INDEX_FILE, SINGLE_FILE, TOKENIZER_FILES
 from inferc.formats.hf.quantized_reader import attach_quantization, quant_method
 

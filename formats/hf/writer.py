@@ -23,9 +23,9 @@ from typing import Any, Literal
 import torch
 from safetensors.torch import save_file
 
-from inferc.compiler.errors import FormatError, UnsupportedError
-from inferc.compiler.ir import ModelIR
-from inferc.compiler.ir.quant import ActivationQuant
+from inferc.core.errors import FormatError, UnsupportedError
+from inferc.core.ir import ModelIR
+from inferc.core.ir.quant import ActivationQuant
 from inferc.formats.hf import compressed_tensors as ct
 from inferc.formats.hf import constants as C
 from inferc.formats.hf import modelopt as mo

@@ -5,7 +5,7 @@ import torch
 
 from inferc.calibration.imatrix import read_imatrix, write_imatrix
 from inferc.calibration.stats import ActivationStats
-from inferc.compiler.errors import FormatError
+from inferc.core.errors import FormatError
 from inferc.formats.hf.reader import load_checkpoint
 
 

@@ -4,7 +4,7 @@ import torch
 from inferc.calibration.dataset import CalibrationSet
 from inferc.calibration.layerwise import calibrate_layerwise, calibrate_linear_groups
 from inferc.formats.hf.reader import load_checkpoint
-from inferc.passes.numerics.int4 import INT4WeightFormat
+from inferc.core.numerics.int4 import INT4WeightFormat
 from inferc.runtime.reference import ReferenceModel
 
 

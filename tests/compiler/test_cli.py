@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from inferc.compiler.cli import main
-from inferc.compiler.errors import ExitCode
+from inferc.core.errors import ExitCode
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from inferc.compiler.errors import RecipeError
+from inferc.core.errors import RecipeError
 from inferc.compiler.pipeline import make_plan
 from inferc.compiler.recipe import load_preset, load_recipe, preset_names
 from inferc.passes import Requirement

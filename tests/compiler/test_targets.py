@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inferc.compiler.errors import UnsupportedError
+from inferc.core.errors import UnsupportedError
 from inferc.compiler.targets import TARGETS, Quant, get_target
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from inferc.compiler.errors import RecipeError
+from inferc.core.errors import RecipeError
 from inferc.passes import get_pass, make_config
 from inferc.passes.quantize_awq import _InputSampler, fold_scales, scale_groups
 from quant4_helpers import calib_set, context, load, logits, mean_kl

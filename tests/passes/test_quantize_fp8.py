@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inferc.compiler.errors import RecipeError
-from inferc.compiler.ir import Granularity, QuantFormat
+from inferc.core.errors import RecipeError
+from inferc.core.ir import Granularity, QuantFormat
 from inferc.passes import get_pass, make_config
 from quant4_helpers import calib_set, context, load, logits, mean_kl
 

@@ -9,12 +9,12 @@ import dataclasses
 import pytest
 import torch
 
-from inferc.compiler.ir import QuantFormat as Q
-from inferc.compiler.ir.spec import Family
+from inferc.core.ir import QuantFormat as Q
+from inferc.core.ir.spec import Family
 from inferc.formats.hf.reader import load_checkpoint
 from inferc.passes import PassContext, get_pass
 from inferc.passes.gguf_policy import choose_format, use_more_bits
-from inferc.passes.numerics import dequantize
+from inferc.core.numerics import dequantize
 
 
 def _smol_like_spec(tiny_checkpoint):
@@ -60,7 +60,7 @@ def test_pass_records_fallbacks_and_uses_importance(tiny_checkpoint):
 @pytest.mark.parametrize("mixture", ["q4_k_m", "q8_0", "f16"])
 def test_row_slices_in_threads_equal_whole_tensors(mixture, tiny_checkpoint, monkeypatch):
     import inferc.passes.quantize_gguf as qg
-    from inferc.passes.numerics.ggml import CODECS
+    from inferc.core.numerics.ggml import CODECS
 
     monkeypatch.setattr(qg, "SLICE_ELEMENTS", 1000)  # several slices per tensor, uneven last slice
     model = load_checkpoint(tiny_checkpoint("llama"))

@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from inferc.calibration.dataset import CalibrationSet
-from inferc.compiler.errors import CalibrationError
+from inferc.core.errors import CalibrationError
 from inferc.passes import get_pass, make_config
-from inferc.passes.numerics.gptq import HessianAccumulator
-from inferc.passes.numerics.int4 import INT4WeightFormat
+from inferc.core.numerics.gptq import HessianAccumulator
+from inferc.core.numerics.int4 import INT4WeightFormat
 from quant4_helpers import calib_set, context, load, logits, mean_kl
 
 

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from inferc.compiler.errors import RecipeError
-from inferc.compiler.ir import QuantFormat
+from inferc.core.errors import RecipeError
+from inferc.core.ir import QuantFormat
 from inferc.passes import get_pass, make_config
-from inferc.passes.numerics import dequantize
+from inferc.core.numerics import dequantize
 from quant4_helpers import calib_set, context, load, logits, mean_kl
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from inferc.compiler.errors import CalibrationError
+from inferc.core.errors import CalibrationError
 from inferc.runtime.evaluate import compare_logits, compare_many, cut_chunks, perplexity
 
 V = 11

@@ -9,10 +9,10 @@ import torch
 
 from inferc.calibration.corpus import sample_from_model
 from inferc.calibration.stats import collect_activation_stats
-from inferc.compiler.ir import ActivationQuant, Granularity, QuantFormat
+from inferc.core.ir import ActivationQuant, Granularity, QuantFormat
 from inferc.formats.hf.reader import load_checkpoint
 from inferc.passes import PassContext, get_pass, make_config
-from inferc.passes.numerics.fp8 import FP8WeightFormat, fake_quantize_fp8_activation, fp8_round, fp8_scale
+from inferc.core.numerics.fp8 import FP8WeightFormat, fake_quantize_fp8_activation, fp8_round, fp8_scale
 from inferc.runtime.reference import ReferenceModel
 
 pytestmark = pytest.mark.gpu

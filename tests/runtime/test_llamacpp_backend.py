@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from inferc.compiler.errors import FormatError
-from inferc.compiler.ir import QuantFormat
+from inferc.core.errors import FormatError
+from inferc.core.ir import QuantFormat
 from inferc.formats.gguf import export_gguf
 from inferc.formats.hf.reader import load_checkpoint
 

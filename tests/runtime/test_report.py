@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from inferc.compiler.errors import RecipeError
+from inferc.core.errors import RecipeError
 from inferc.runtime.evaluate import PerplexityResult, QualityResult
 from inferc.runtime.report import (
     KNOWN_GATES, CalibrationInfo, EventRecord, PassRecord, Report, SizeInfo, evaluate_gates, render_markdown,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from inferc.compiler.errors import FormatError, UnsupportedError
-from inferc.compiler.ir import QuantFormat
+from inferc.core.errors import FormatError, UnsupportedError
+from inferc.core.ir import QuantFormat
 from inferc.formats.gguf import export_gguf, read_gguf_summary
 from inferc.formats.hf.reader import load_checkpoint
 from inferc.passes import PassContext, get_pass

@@ -25,8 +25,8 @@ import torch
 
 from inferc.calibration.dataset import CalibrationSet
 from inferc.calibration.stats import collect_activation_stats
-from inferc.compiler.errors import FormatError, UnsupportedError
-from inferc.compiler.ir import ActivationQuant, Granularity, ModelIR, QuantFormat, QuantizedWeight
+from inferc.core.errors import FormatError, UnsupportedError
+from inferc.core.ir import ActivationQuant, Granularity, ModelIR, QuantFormat, QuantizedWeight
 from inferc.formats.hf import constants as C
 from inferc.formats.hf.reader import load_checkpoint
 from inferc.formats.hf.writer import export_hf
@@ -408,9 +408,9 @@ def test_transformers_loads_and_matches(tiny_checkpoint, tmp_path, case):
 
 
 def test_numerics_modules_export_when_present(tiny_checkpoint, tmp_path):
-    """The INT4 / NVFP4 number formats of passes/numerics, once written, export and load."""
-    int4 = pytest.importorskip("inferc.passes.numerics.int4")
-    nvfp4 = pytest.importorskip("inferc.passes.numerics.nvfp4")
+    """The INT4 / NVFP4 number formats of core/numerics, once written, export and load."""
+    int4 = pytest.importorskip("inferc.core.numerics.int4")
+    nvfp4 = pytest.importorskip("inferc.core.numerics.nvfp4")
     ir = load_checkpoint(tiny_checkpoint("llama"))
     for i, name in enumerate(ir.linear_names()):
         w = ir.dense(name).float()

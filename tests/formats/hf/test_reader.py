@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from inferc.compiler.errors import CheckpointError, UnsupportedError
+from inferc.core.errors import CheckpointError, UnsupportedError
 from inferc.formats.hf.reader import load_checkpoint
 
 

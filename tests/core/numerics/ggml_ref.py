@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferc.compiler.ir.quant import QuantFormat
+from inferc.core.ir.quant import QuantFormat
 
 GGML_TYPE = {
     QuantFormat.GGUF_Q4_0: 2, QuantFormat.GGUF_Q4_1: 3, QuantFormat.GGUF_Q5_0: 6, QuantFormat.GGUF_Q5_1: 7,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from inferc.compiler.ir.quant import Granularity, QuantFormat, QuantizedWeight
-from inferc.passes.numerics import dequantize
-from inferc.passes.numerics.ggml import CODECS
+from inferc.core.ir.quant import Granularity, QuantFormat, QuantizedWeight
+from inferc.core.numerics import dequantize
+from inferc.core.numerics.ggml import CODECS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ggml_ref import ggml_quantize  # noqa: E402

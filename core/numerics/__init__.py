@@ -4,13 +4,13 @@ Importing this package registers every format's dequantizer, so the runtime can 
 any annotated IR.
 """
 
-from inferc.passes.numerics import (  # noqa: F401  (register INT4, NVFP4)
+from inferc.core.numerics import (  # noqa: F401  (register INT4, NVFP4)
     fp8,  # noqa: F401  (registers FP8)
     ggml,  # noqa: F401  (registers the GGUF block codecs)
     int4,
     nvfp4,
 )
-from inferc.passes.numerics.base import (
+from inferc.core.numerics.base import (
     QParams,
     WeightFormat,
     dequantize,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from inferc.passes.numerics.ggml._common import (
+from inferc.core.numerics.ggml._common import (
     F32,
     as_block_bytes,
     as_f32_rows,
@@ -21,7 +21,7 @@ from inferc.passes.numerics.ggml._common import (
     seq_sum,
     to_torch_bytes,
 )
-from inferc.passes.numerics.ggml.search import (
+from inferc.core.numerics.ggml.search import (
     GROUP_MAX_EPS,
     min_scale_search,
     symmetric_scale_search,

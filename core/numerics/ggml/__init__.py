@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from inferc.compiler.ir.quant import QuantFormat, QuantizedWeight
-from inferc.passes.numerics.base import register_dequantizer
-from inferc.passes.numerics.ggml.kquants import (
+from inferc.core.ir.quant import QuantFormat, QuantizedWeight
+from inferc.core.numerics.base import register_dequantizer
+from inferc.core.numerics.ggml.kquants import (
     dequantize_q4_k_blocks,
     dequantize_q5_k_blocks,
     dequantize_q6_k_blocks,
@@ -21,7 +21,7 @@ from inferc.passes.numerics.ggml.kquants import (
     quantize_q5_k_blocks,
     quantize_q6_k_blocks,
 )
-from inferc.passes.numerics.ggml.legacy import (
+from inferc.core.numerics.ggml.legacy import (
     dequantize_q4_0_blocks,
     dequantize_q4_1_blocks,
     dequantize_q5_0_blocks,

@@ -7,7 +7,7 @@ ggml's C code (`make_qkx2_quants`, `make_qx_quants`) so results are bit-identica
 from __future__ import annotations
 
 import numpy as np
-from inferc.passes.numerics.ggml._common import F32, nearest_int, seq_sum
+from inferc.core.numerics.ggml._common import F32, nearest_int, seq_sum
 
 GROUP_MAX_EPS = F32(1e-15)
 

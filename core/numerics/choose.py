@@ -6,10 +6,10 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal
 
-from inferc.compiler.errors import RecipeError
-from inferc.passes.numerics.fp8 import FP8WeightFormat
-from inferc.passes.numerics.int4 import INT4WeightFormat, check_group_size
-from inferc.passes.numerics.nvfp4 import NVFP4_BLOCK, NVFP4WeightFormat
+from inferc.core.errors import RecipeError
+from inferc.core.numerics.fp8 import FP8WeightFormat
+from inferc.core.numerics.int4 import INT4WeightFormat, check_group_size
+from inferc.core.numerics.nvfp4 import NVFP4_BLOCK, NVFP4WeightFormat
 
 AUTO_GROUP_SIZES = (128, 64, 32)
 GroupSize = int | Literal["auto"] | None  # None: one scale per output channel

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from inferc.compiler.errors import CalibrationError, UnsupportedError
-from inferc.compiler.ir.quant import QuantFormat, QuantizedWeight
-from inferc.passes.numerics.base import QParams, WeightFormat
+from inferc.core.errors import CalibrationError, UnsupportedError
+from inferc.core.ir.quant import QuantFormat, QuantizedWeight
+from inferc.core.numerics.base import QParams, WeightFormat
 
 log = logging.getLogger("inferc.gptq")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from inferc.compiler.ir.quant import ActivationQuant, QuantizedWeight
-from inferc.compiler.ir.spec import ArchSpec
-from inferc.compiler.ir.tensors import TensorStore
+from inferc.core.ir.quant import ActivationQuant, QuantizedWeight
+from inferc.core.ir.spec import ArchSpec
+from inferc.core.ir.tensors import TensorStore
 
 
 @dataclass

@@ -1,13 +1,13 @@
 """inferc's model IR."""
 
-from inferc.compiler.ir.model import ModelIR, SourceInfo
-from inferc.compiler.ir.quant import (
+from inferc.core.ir.model import ModelIR, SourceInfo
+from inferc.core.ir.quant import (
     ActivationQuant,
     Granularity,
     QuantFormat,
     QuantizedWeight,
 )
-from inferc.compiler.ir.spec import (
+from inferc.core.ir.spec import (
     SUPPORTED_MODEL_TYPES,
     ArchSpec,
     Family,
@@ -15,7 +15,7 @@ from inferc.compiler.ir.spec import (
     RopeSpec,
     spec_from_config,
 )
-from inferc.compiler.ir.tensors import TensorStore
+from inferc.core.ir.tensors import TensorStore
 
 __all__ = [
     "SUPPORTED_MODEL_TYPES",

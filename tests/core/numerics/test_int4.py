@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from inferc.compiler.errors import RecipeError
-from inferc.passes.numerics import dequantize
-from inferc.passes.numerics.int4 import INT4WeightFormat, pack_int4_to_int32
+from inferc.core.errors import RecipeError
+from inferc.core.numerics import dequantize
+from inferc.core.numerics.int4 import INT4WeightFormat, pack_int4_to_int32
 
 
 def _w(rows=48, cols=256, seed=0):

@@ -1,7 +1,7 @@
 """Quantization annotations of the IR: a quantized weight describes itself.
 
 These are data only. The math of each number format (choose parameters, quantize,
-dequantize, pack) lives in `inferc.passes.numerics`, keyed by `QuantFormat`.
+dequantize, pack) lives in `inferc.core.numerics`, keyed by `QuantFormat`.
 """
 
 from __future__ import annotations

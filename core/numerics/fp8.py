@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from inferc.compiler.ir.quant import (
+from inferc.core.ir.quant import (
     ActivationQuant,
     Granularity,
     QuantFormat,
     QuantizedWeight,
 )
-from inferc.passes.numerics.base import (
+from inferc.core.numerics.base import (
     QParams,
     register_activation_quantizer,
     register_dequantizer,

@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from inferc.compiler.errors import RecipeError
-from inferc.compiler.ir.quant import Granularity, QuantFormat, QuantizedWeight
-from inferc.passes.numerics.base import QParams, register_dequantizer
+from inferc.core.errors import RecipeError
+from inferc.core.ir.quant import Granularity, QuantFormat, QuantizedWeight
+from inferc.core.numerics.base import QParams, register_dequantizer
 
 INT4_SYM_MIN, INT4_SYM_MAX = -8, 7
 INT4_ASYM_MAX = 15

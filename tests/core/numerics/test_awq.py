@@ -1,8 +1,8 @@
 import torch
 
-from inferc.passes.numerics.awq import apply_clip, awq_scales, rtn_fake_quantize, search_clip, search_scales
-from inferc.passes.numerics.int4 import INT4WeightFormat
-from inferc.passes.numerics.nvfp4 import NVFP4WeightFormat
+from inferc.core.numerics.awq import apply_clip, awq_scales, rtn_fake_quantize, search_clip, search_scales
+from inferc.core.numerics.int4 import INT4WeightFormat
+from inferc.core.numerics.nvfp4 import NVFP4WeightFormat
 
 
 def _inputs(tokens=1024, cols=128, seed=0):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from inferc.compiler.ir.quant import ActivationQuant, Granularity, QuantFormat
-from inferc.passes.numerics import dequantize, fake_quantize_activation
-from inferc.passes.numerics.nvfp4 import NVFP4WeightFormat, e2m1_codes, e2m1_decode, global_scale_for, pack_e2m1, unpack_e2m1
+from inferc.core.ir.quant import ActivationQuant, Granularity, QuantFormat
+from inferc.core.numerics import dequantize, fake_quantize_activation
+from inferc.core.numerics.nvfp4 import NVFP4WeightFormat, e2m1_codes, e2m1_decode, global_scale_for, pack_e2m1, unpack_e2m1
 
 
 def _w(rows=64, cols=256, seed=0, dtype=torch.bfloat16):

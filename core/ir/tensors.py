@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from inferc.compiler.errors import CheckpointError
+from inferc.core.errors import CheckpointError
 from safetensors import SafetensorError, safe_open
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from inferc.passes.numerics.ggml._common import (
+from inferc.core.numerics.ggml._common import (
     F32,
     as_block_bytes,
     as_f32_rows,
@@ -20,7 +20,7 @@ from inferc.passes.numerics.ggml._common import (
     round_away,
     to_torch_bytes,
 )
-from inferc.passes.numerics.ggml.search import min_scale_search, symmetric_scale_search
+from inferc.core.numerics.ggml.search import min_scale_search, symmetric_scale_search
 
 QK = 32
 

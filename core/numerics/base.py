@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-from inferc.compiler.errors import UnsupportedError
-from inferc.compiler.ir.quant import ActivationQuant, QuantFormat, QuantizedWeight
+from inferc.core.errors import UnsupportedError
+from inferc.core.ir.quant import ActivationQuant, QuantFormat, QuantizedWeight
 
 
 @dataclass

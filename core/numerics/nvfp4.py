@@ -19,18 +19,18 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
-from inferc.compiler.ir.quant import (
+from inferc.core.ir.quant import (
     ActivationQuant,
     Granularity,
     QuantFormat,
     QuantizedWeight,
 )
-from inferc.passes.numerics.base import (
+from inferc.core.numerics.base import (
     QParams,
     register_activation_quantizer,
     register_dequantizer,
 )
-from inferc.passes.numerics.int4 import check_group_size, expand_groups
+from inferc.core.numerics.int4 import check_group_size, expand_groups
 
 NVFP4_BLOCK = 16
 E2M1_MAX = 6.0

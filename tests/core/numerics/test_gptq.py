@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from inferc.compiler.errors import UnsupportedError
-from inferc.passes.numerics import dequantize
-from inferc.passes.numerics.fp8 import FP8WeightFormat
-from inferc.passes.numerics.gptq import (
+from inferc.core.errors import UnsupportedError
+from inferc.core.numerics import dequantize
+from inferc.core.numerics.fp8 import FP8WeightFormat
+from inferc.core.numerics.gptq import (
     HessianAccumulator,
     SingularHessianError,
     accumulate_hessian,
@@ -12,8 +12,8 @@ from inferc.passes.numerics.gptq import (
     gptq_quantize_shared,
     inverse_cholesky,
 )
-from inferc.passes.numerics.int4 import INT4WeightFormat
-from inferc.passes.numerics.nvfp4 import NVFP4WeightFormat
+from inferc.core.numerics.int4 import INT4WeightFormat
+from inferc.core.numerics.nvfp4 import NVFP4WeightFormat
 
 
 def _problem(rows=32, cols=128, tokens=2048, seed=0):

@@ -9,7 +9,7 @@ import typing
 from enum import Enum
 from typing import Any
 
-from inferc.compiler.errors import RecipeError
+from inferc.core.errors import RecipeError
 
 
 def coerce_value(value: Any, annotation: Any, where: str) -> Any:

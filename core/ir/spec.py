@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from inferc.compiler.errors import CheckpointError, UnsupportedError
+from inferc.core.errors import CheckpointError, UnsupportedError
 
 
 class Family(str, Enum):

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from inferc.calibration.corpus import load_tokenizer, read_text_file, sample_sequences, tokenize
-from inferc.calibration.imatrix import read_imatrix, write_imatrix
+from inferc.formats.gguf.imatrix import read_imatrix, write_imatrix
 from inferc.calibration.stats import collect_activation_stats
 from inferc.core.ir import QuantFormat
 from inferc.formats.gguf import export_gguf, read_gguf_summary
@@ -124,8 +124,8 @@ def main() -> None:
     calib = sample_sequences(stream[args.chunks * 512 :], args.calib_seqs, 512, seed=0, source="wikitext-2 test (held out)")
     stats = collect_activation_stats(base, calib)
     imx = work / "imatrix.gguf"
-    write_imatrix(imx, stats, base.spec, dataset="wikitext-2 test, held-out part")
-    importance = read_imatrix(imx, base.spec)
+    write_imatrix(imx, stats.importance_sums(), stats.num_tokens, dataset="wikitext-2 test, held-out part")
+    importance = read_imatrix(imx, list(base.graph.shapes))
 
     rows: list[dict] = []
     arts: dict[str, tuple[Path, float | None, int | None]] = {"F16 (ours)": (f16, None, None)}

@@ -13,6 +13,7 @@ import torch
 from inferc.calibration.dataset import CalibrationSet
 from inferc.core.errors import CalibrationError, require
 from inferc.core.ir import ModelIR
+from inferc.runtime.reference import ReferenceModel
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,6 @@ def sample_from_model(
 ) -> CalibrationSet:
     """Text the model writes itself, from its BOS token with seeded sampling: the
     fallback calibration (and held-out evaluation) data when no corpus is available."""
-    from inferc.runtime.reference import ReferenceModel
-
     ref = ReferenceModel(model, device=device, quantized=False)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     bos = model.spec.bos_token_id if model.spec.bos_token_id is not None else 0

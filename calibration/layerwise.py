@@ -3,7 +3,7 @@ activations in memory at a time. Two walks:
 
 `calibrate_layerwise` (AWQ), which hands the algorithm a whole layer to search in:
 
-    h = embed(calibration tokens)
+    state = embedding of the calibration tokens
     for each layer i:
         run layer i on h with observers on its linears     (inputs seen by the algorithm)
         quantize(i, LayerInputs)                            (the algorithm's callback)
@@ -31,6 +31,7 @@ import torch
 
 from inferc.calibration.dataset import CalibrationSet
 from inferc.core.ir import ModelIR
+from inferc.runtime.reference import ReferenceModel, State
 
 Observer = Callable[[str, torch.Tensor], None]
 GroupInputs = Callable[[list[str], list[torch.Tensor]], None]
@@ -38,14 +39,14 @@ GroupInputs = Callable[[list[str], list[torch.Tensor]], None]
 
 @dataclass
 class LayerInputs:
-    """What a layer callback gets: the layer index, its input hidden states (one tensor
-    [batch, tokens, hidden] per calibration batch), positions, and the running model
-    (a `ReferenceModel`, for re-running parts of the layer)."""
+    """What a layer callback gets: the layer index, its input states (the values entering
+    the layer, per calibration batch), positions, and the running model (for re-running
+    parts of the layer)."""
 
     layer: int
-    hidden: list[torch.Tensor]
+    hidden: list[State]
     positions: torch.Tensor
-    model: object  # ReferenceModel; typed loosely to keep calibration/ free of runtime imports
+    model: ReferenceModel
 
 
 def calibrate_layerwise(
@@ -60,16 +61,14 @@ def calibrate_layerwise(
 ) -> None:
     """Walk the decoder layers once; see the module docstring. `observer_for(i)` returns
     the observer that sees layer i's linear inputs (name, x [..., in]) in the first run."""
-    from inferc.runtime.reference import ReferenceModel
-
     ref = ReferenceModel(model, device=device, quantized=True)
     positions = torch.arange(calib.seq_len, device=ref.device)
     with torch.inference_mode():
-        hidden = [ref.embed(batch) for batch in calib.batches(batch_size)]
+        hidden = [ref.start(batch, positions) for batch in calib.batches(batch_size)]
     ref.release()
-    num_layers = model.spec.num_layers
+    num_layers = model.graph.num_layers
     for i in range(num_layers):
-        prefix = f"model.layers.{i}."
+        layer_tensors = _layer_tensors(model, i)
         observer = observer_for(i)
         ref.observers.append(observer)
         try:
@@ -77,18 +76,27 @@ def calibrate_layerwise(
         finally:
             ref.observers.remove(observer)
         quantize_layer(LayerInputs(i, hidden, positions, ref))
-        ref.release(prefix)
+        _release(ref, layer_tensors)
         if sequential:
             outputs = _run_layer(ref, i, hidden, positions)
-        ref.release(prefix)
+        _release(ref, layer_tensors)
         hidden = outputs
         if progress is not None:
             progress("calibrating layers", i + 1, num_layers)
 
 
-def _run_layer(ref, i: int, hidden: list[torch.Tensor], positions: torch.Tensor) -> list[torch.Tensor]:
+def _run_layer(ref: ReferenceModel, i: int, hidden: list[State], positions: torch.Tensor) -> list[State]:
     with torch.inference_mode():
         return [ref.layer(i, h, positions) for h in hidden]
+
+
+def _layer_tensors(model: ModelIR, i: int) -> set[str]:
+    return {t for node in model.graph.layer(i) for t in node.tensors()}
+
+
+def _release(ref: ReferenceModel, names: set[str]) -> None:
+    for name in names:
+        ref.release(name)
 
 
 def calibrate_linear_groups(
@@ -105,12 +113,10 @@ def calibrate_linear_groups(
     tokens, in] per calibration batch, before the group runs; it may quantize them. In
     sequential mode the walk goes on with the quantized weights, otherwise with the
     original ones (every layer then sees the unquantized model's activations)."""
-    from inferc.runtime.reference import ReferenceModel
-
     ref = ReferenceModel(model, device=device, quantized=True)
     positions = torch.arange(calib.seq_len, device=ref.device)
     with torch.no_grad():
-        hidden = [ref.embed(batch) for batch in calib.batches(batch_size)]
+        hidden = [ref.start(batch, positions) for batch in calib.batches(batch_size)]
     ref.release()
 
     def before(names: list[str], inputs: list[torch.Tensor]) -> None:
@@ -121,10 +127,10 @@ def calibrate_linear_groups(
                 ref.param(name)  # held as it is now, whatever on_inputs does to it
         on_inputs(names, inputs)
 
-    num_layers = model.spec.num_layers
+    num_layers = model.graph.num_layers
     for i in range(num_layers):
         with torch.no_grad():  # not inference_mode: what on_inputs makes lives on as weights
             hidden = ref.layer_batches(i, hidden, positions, before=before)
-        ref.release(f"model.layers.{i}.")
+        _release(ref, _layer_tensors(model, i))
         if progress is not None:
             progress("calibrating layers", i + 1, num_layers)

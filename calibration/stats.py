@@ -11,6 +11,7 @@ import torch
 
 from inferc.calibration.dataset import CalibrationSet
 from inferc.core.ir import ModelIR
+from inferc.runtime.reference import ReferenceModel
 
 
 @dataclass
@@ -61,6 +62,10 @@ class ActivationStats:
     def __contains__(self, weight_name: str) -> bool:
         return weight_name in self.by_weight
 
+    def importance_sums(self) -> dict[str, tuple[torch.Tensor, int]]:
+        """(sum of squared inputs per column, tokens) per weight: an imatrix's content."""
+        return {name: (st.sum_sq, st.count) for name, st in self.by_weight.items()}
+
     def observer(self) -> Callable[[str, torch.Tensor], None]:
         def observe(name: str, x: torch.Tensor) -> None:
             st = self.by_weight.get(name)
@@ -80,8 +85,6 @@ def collect_activation_stats(
 ) -> ActivationStats:
     """Run the unquantized reference forward over the calibration set once, recording
     the input statistics of every linear (and of lm_head)."""
-    from inferc.runtime.reference import ReferenceModel
-
     ref = ReferenceModel(model, device=device, quantized=False)
     stats = ActivationStats(source=calib.source)
     ref.observers.append(stats.observer())

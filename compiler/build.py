@@ -210,9 +210,9 @@ def build(
     data = _timed(records, "data", lambda: prepare_data(recipe, plan, ir, device, progress))
     ctx = PassContext(device=device, calibration=data.calibration, progress=progress)
     if imatrix is not None:
-        from inferc.calibration.imatrix import read_imatrix
+        from inferc.formats.gguf.imatrix import read_imatrix
 
-        ctx.importance = read_imatrix(Path(imatrix), ir.spec)
+        ctx.importance = read_imatrix(Path(imatrix), list(ir.graph.shapes))
     if data.calibration is not None:
         calib = data.calibration
         ctx._stats_factory = lambda: collect_activation_stats(ir, calib, device, recipe.calibration.batch_size, progress)

@@ -104,14 +104,13 @@ class Pass:
 
 def select_linears(model: ModelIR, ignore: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """(to quantize, ignored) linear weight names. `ignore` holds fnmatch patterns on
-    module names (weight name without `.weight`), e.g. "lm_head", "model.layers.0.*"."""
-    names = list(model.linear_names())
-    if not model.spec.tie_word_embeddings:
-        names.append("lm_head.weight")
+    module names (weight name without `.weight`), matched against the IR's names
+    (`lm_head`, `layers.0.*`, `*.attn.v`) and the checkpoint's (`model.layers.0.*`)."""
     chosen, skipped = [], []
-    for name in names:
-        module = name.removesuffix(".weight")
-        (skipped if any(fnmatch.fnmatchcase(module, pat) for pat in ignore) else chosen).append(name)
+    for name in model.quantizable():
+        modules = {name.removesuffix(".weight"), model.source_name(name).removesuffix(".weight")}
+        hit = any(fnmatch.fnmatchcase(m, pat) for m in modules for pat in ignore)
+        (skipped if hit else chosen).append(name)
     return chosen, skipped
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inferc.core.ir import QuantFormat
+from inferc.core.ir import QuantFormat, Role
 from inferc.core.ir.spec import ArchSpec
 
 Q = QuantFormat
@@ -42,27 +42,34 @@ def _fit(fmt: QuantFormat, cols: int, reason: str) -> Choice:
     return Choice(fb, fmt, f"{reason}; rows of {cols} are not a multiple of {_BLOCK[fmt]}")
 
 
-def choose_format(name: str, shape: tuple[int, int], spec: ArchSpec, mixture: str) -> Choice:
-    """The codec of one 2-D weight (HF name, [out, in]) under a mixture."""
+def choose_format(kind: str, layer: int | None, shape: tuple[int, int], spec: ArchSpec, mixture: str) -> Choice:
+    """The codec of one 2-D weight under a mixture. `kind` is what the tensor is in the
+    graph: "embed", a linear role ("q", "v", "down", "lm_head", ...) or, for a stored
+    fused matrix, its roles joined ("qkv", "gate_up"); `layer` its decoder layer."""
     base = _BASE[mixture]
     cols = shape[1]
     if mixture == "f16":
         return Choice(Q.GGUF_F16, Q.GGUF_F16, "f16")
-    is_output = name == "lm_head.weight" or (spec.tie_word_embeddings and name == "model.embed_tokens.weight")
+    is_output = kind == Role.LM_HEAD.value or (spec.tie_word_embeddings and kind == "embed")
     if is_output:
         if cols % 256 != 0:
             return Choice(Q.GGUF_Q8_0, Q.GGUF_Q8_0, "output: rows not a multiple of 256")
         return Choice(Q.GGUF_Q6_K if mixture != "q8_0" else Q.GGUF_Q8_0, Q.GGUF_Q6_K, "output")
-    if name == "model.embed_tokens.weight":
+    if kind == "embed":
         return _fit(base, cols, "token embedding")
-    layer = int(name.split(".")[2]) if name.startswith("model.layers.") else 0
+    layer = layer or 0
     n = spec.num_layers
-    if name.endswith("self_attn.v_proj.weight"):
+    if kind == Role.V.value:
         if mixture in ("q4_k_m", "q5_k_m") and use_more_bits(layer, n):
             return _fit(Q.GGUF_Q6_K, cols, "attn_v: more bits")
         if mixture == "q4_k_s" and layer < 4:
             return _fit(Q.GGUF_Q5_K, cols, "attn_v: first layers")
-    if name.endswith("mlp.down_proj.weight"):
+    if kind == "qkv":  # one stored q|k|v matrix (llama.cpp's attn_qkv)
+        if mixture == "q4_k_m":
+            return _fit(Q.GGUF_Q5_K, cols, "attn_qkv")
+        if mixture == "q5_k_m":
+            return _fit(Q.GGUF_Q6_K, cols, "attn_qkv")
+    if kind == Role.DOWN.value:
         if mixture in ("q4_k_m", "q5_k_m") and use_more_bits(layer, n):
             return _fit(Q.GGUF_Q6_K, cols, "ffn_down: more bits")
         if mixture == "q4_k_s" and layer < n // 8:

@@ -1,15 +1,15 @@
 """AWQ 4-bit weights (INT4 groups or NVFP4 blocks), calibrated layer by layer.
 
-Per decoder layer, for each set of linears sharing an input, per-input-channel scales
-are searched (`numerics.awq.search_scales`) and folded into what produces that input,
-so the model computes the same function before rounding:
+Per decoder layer, for each set of linears sharing an input (read off the model graph:
+`scale_groups`), per-input-channel scales are searched (`numerics.awq.search_scales`)
+and folded into what produces that input, so the model computes the same function
+before rounding. For a llama-style layer:
 
-    input_layernorm          -> q_proj, k_proj, v_proj
-    v_proj (rows)            -> o_proj        (only when v_proj and o_proj have matching
-                                               sizes: with grouped-query attention one
-                                               v channel feeds several heads; skipped)
-    post_attention_layernorm -> gate_proj, up_proj   (Gemma 2/3: pre_feedforward_layernorm)
-    up_proj (rows)           -> down_proj
+    attention norm  -> q, k, v (or a fused q|k|v)
+    v's rows        -> o       (only without grouped-query attention, where one v
+                                channel feeds several heads; skipped otherwise)
+    MLP norm        -> gate, up (or a fused gate|up)
+    up's rows       -> down
 
 The loss each search minimises is, by default (`loss: block`), the error of the whole
 block the linears feed, as in the AWQ paper: the attention (its softmax and o_proj
@@ -34,7 +34,7 @@ from typing import Literal
 import torch
 from inferc.calibration.layerwise import LayerInputs, calibrate_layerwise
 from inferc.core.errors import CalibrationError, RecipeError
-from inferc.core.ir import ModelIR
+from inferc.core.ir import Attention, GatedAct, Linear, LinearPart, ModelIR, Node, RMSNorm, Role, SkipRMSNorm
 from inferc.passes.activations import (
     WeightQuantConfig,
     activation_requirements,
@@ -56,28 +56,69 @@ CLIP_TOKENS = 512  # tokens the clipping search measures on (as AutoAWQ)
 
 @dataclass
 class ScaleGroup:
-    """Linears (`consumers`, weight names) whose shared input is produced by `prev`."""
+    """Linears (`consumers`, weight names) reading the value `start`, which `prev` produces:
+    a norm's weight, or rows `prev_rows` of a linear part's weight."""
 
-    prev: str  # module name of the norm or linear producing the input
+    prev: str  # weight name of the norm or linear part producing the input
     prev_is_norm: bool
     consumers: list[str]
     block: Literal["attention", "mlp", "linear"]  # what the consumers feed, for the block loss
+    start: str = ""  # the graph value the consumers read
+    stop: str = ""  # the block's output value (attention: o's output; mlp: down's output)
+    prev_rows: tuple[int, int] | None = None
+
+
+def _feeds(graph, lin: Linear) -> Node | None:
+    readers = graph.consumers(lin.out)
+    return readers[0] if readers else None
+
+
+def _block_of(graph, group: list[Linear]) -> tuple[str, str]:
+    """What a group's outputs feed ("attention", "mlp" or "linear") and that block's output."""
+    reader = _feeds(graph, group[0])
+    if isinstance(reader, (Attention, GatedAct)):
+        after = graph.consumers(reader.out)
+        if after and isinstance(after[0], Linear):
+            return ("attention" if isinstance(reader, Attention) else "mlp"), after[0].out
+    return "linear", group[0].out
+
+
+def _rows_producing(graph, value: str, role: Role) -> tuple[LinearPart, int, int] | None:
+    """The linear part and rows whose output is `role`'s slice of `value`."""
+    producer = graph.producer(value)
+    if isinstance(producer, Linear) and role in producer.roles:
+        return producer.rows_of(role)
+    return None
 
 
 def scale_groups(model: ModelIR, layer: int) -> tuple[list[ScaleGroup], list[str]]:
-    """The foldable groups of a decoder layer, and why any pair was skipped."""
-    p = f"model.layers.{layer}."
-    a, m = p + "self_attn.", p + "mlp."
-    mlp_norm = p + ("pre_feedforward_layernorm" if model.spec.sandwich_norm else "post_attention_layernorm")
-    groups = [ScaleGroup(p + "input_layernorm", True, [a + f"{n}_proj.weight" for n in "qkv"], "attention")]
-    skipped = []
-    v_out, o_in = model.tensors.shape(a + "v_proj.weight")[0], model.tensors.shape(a + "o_proj.weight")[1]
-    if v_out == o_in:
-        groups.append(ScaleGroup(a + "v_proj", False, [a + "o_proj.weight"], "linear"))
-    else:
-        skipped.append(f"v_proj->o_proj not folded: v_proj has {v_out} outputs, o_proj {o_in} inputs (grouped-query attention)")
-    groups.append(ScaleGroup(mlp_norm, True, [m + "gate_proj.weight", m + "up_proj.weight"], "mlp"))
-    groups.append(ScaleGroup(m + "up_proj", False, [m + "down_proj.weight"], "linear"))
+    """The foldable groups of a decoder layer, read off the graph, and why any was skipped:
+    a norm feeds its linears; v's rows feed o through the attention (unless grouped-query
+    attention shares one v channel among heads); up's rows feed down through the gating."""
+    graph = model.graph
+    groups, skipped = [], []
+    for group in graph.input_groups(layer):
+        x = group[0].x
+        consumers = [w for lin in group for w in lin.weights]
+        block, stop = _block_of(graph, group)
+        producer = graph.producer(x)
+        if isinstance(producer, (RMSNorm, SkipRMSNorm)):
+            groups.append(ScaleGroup(producer.weight, True, consumers, block, x, stop))
+            continue
+        if isinstance(producer, Attention):
+            src = _rows_producing(graph, producer.q if producer.packed else producer.v, Role.V)
+            if src is None or producer.num_heads != producer.num_kv_heads:
+                skipped.append(f"v->o not folded: {producer.num_kv_heads} kv heads serve {producer.num_heads} query heads (grouped-query attention)")
+                continue
+        elif isinstance(producer, GatedAct):
+            src = _rows_producing(graph, producer.gate if producer.packed else producer.up, Role.UP)
+            if src is None:
+                continue
+        else:
+            continue
+        part, r0, r1 = src
+        rows = None if (r0, r1) == (0, part.rows) else (r0, r1)
+        groups.append(ScaleGroup(part.weight, False, consumers, block, x, stop, rows))
     return groups, skipped
 
 
@@ -86,14 +127,20 @@ def fold_scales(model: ModelIR, group: ScaleGroup, s: torch.Tensor) -> None:
     t = model.tensors
     for name in group.consumers:
         t.set(name, t.get(name).float() * s)
-    w_prev = t.get(group.prev + ".weight").float()
+    w_prev = t.get(group.prev).float()
     if group.prev_is_norm:
         off = model.spec.norm_offset
-        t.set(group.prev + ".weight", (off + w_prev) / s - off)
+        t.set(group.prev, (off + w_prev) / s - off)
         return
-    t.set(group.prev + ".weight", w_prev / s[:, None])
-    if group.prev + ".bias" in t:
-        t.set(group.prev + ".bias", t.get(group.prev + ".bias").float() / s)
+    r0, r1 = group.prev_rows or (0, w_prev.shape[0])
+    w_prev = w_prev.clone()
+    w_prev[r0:r1] /= s[:, None]
+    t.set(group.prev, w_prev)
+    bias = group.prev.removesuffix(".weight") + ".bias"
+    if bias in t:
+        b = t.get(bias).float().clone()
+        b[r0:r1] /= s
+        t.set(bias, b)
 
 
 @dataclass
@@ -184,7 +231,8 @@ class QuantizeAWQ(Pass):
         calibrate_layerwise(model, calib, lambda i: sampler.observe, quantize_layer, cfg.sequential, cfg.batch_size, ctx.device, ctx.progress)
         if not cfg.quantize:
             return model
-        for name in [n for n in targets if not n.startswith("model.layers.")]:
+        head = {w for lin in model.graph.linears(None) for w in lin.weights}
+        for name in [n for n in targets if n in head]:
             ctx.event(self.name, name, "fallback", "outside the decoder layers; rounded to nearest without scaling")
             model.quantize(name, rtn_quantize(formats[name], model.dense(name)))
         annotate_activations(model, ctx, self.name, targets, cfg.activations)
@@ -198,8 +246,7 @@ class QuantizeAWQ(Pass):
 
         def block(x: torch.Tensor, ws: list[torch.Tensor]) -> torch.Tensor:
             with torch.inference_mode(), ref.overriding(dict(zip(group.consumers, ws))):
-                x = x.to(ref.device)
-                return ref.attention(layer, x, inputs.positions, None) if group.block == "attention" else ref.mlp(layer, x)
+                return ref.run_between(layer, group.start, group.stop, x.to(ref.device), inputs.positions)
 
         return block
 
@@ -207,7 +254,7 @@ class QuantizeAWQ(Pass):
         layer = inputs.layer
         groups, skipped = scale_groups(model, layer)
         for why in skipped:
-            ctx.event(self.name, f"model.layers.{layer}", "awq_skip", why)
+            ctx.event(self.name, f"layers.{layer}", "awq_skip", why)
         scales = {}
         for g in groups:  # every search sees the layer's original weights and inputs
             key = g.consumers[0]
@@ -227,7 +274,8 @@ class QuantizeAWQ(Pass):
         if not self.config.quantize:
             return
         covered = {n for g in groups for n in g.consumers}
-        unscaled = [n for n in formats if n.startswith(f"model.layers.{layer}.") and n not in covered]
+        in_layer = {w for lin in model.graph.linears(layer) for w in lin.weights}
+        unscaled = [n for n in formats if n in in_layer and n not in covered]
         plan = [(g.consumers, sampler.x(g.consumers[0]), scales.get(g.consumers[0])) for g in groups]
         plan += [([n], sampler.x(n), None) for n in unscaled]  # e.g. o_proj under GQA: clip search only
         for names, x, s in plan:

@@ -9,7 +9,7 @@ from typing import Literal
 
 import torch
 from inferc.core.errors import RecipeError
-from inferc.core.ir import Granularity, ModelIR, QuantFormat, QuantizedWeight
+from inferc.core.ir import Embed, Granularity, ModelIR, QuantFormat, QuantizedWeight, Role
 from inferc.passes.base import Pass, PassContext, Requirement, register_pass
 from inferc.passes.gguf_policy import choose_format
 from inferc.core.numerics.ggml import CODECS
@@ -42,16 +42,13 @@ class QuantizeGGUF(Pass):
     def run(self, model: ModelIR, ctx: PassContext) -> ModelIR:
         cfg = self.config
         importance = self._importance(ctx) if cfg.use_imatrix else {}
-        names = [*model.linear_names(), "model.embed_tokens.weight"]
-        if not model.spec.tie_word_embeddings:
-            names.append("lm_head.weight")
         jobs = []
-        for name in names:
+        for name, kind, layer in _weight_kinds(model):
             if model.is_quantized(name):
                 ctx.event(self.name, name, "skipped", f"already quantized as {model.weights[name].format.value}")
                 continue
             shape = tuple(model.tensors.shape(name))
-            choice = choose_format(name, shape, model.spec, cfg.mixture)
+            choice = choose_format(kind, layer, shape, model.spec, cfg.mixture)
             if choice.fallback:
                 ctx.event(self.name, name, "fallback", f"{choice.wanted.value} -> {choice.format.value}: {choice.reason}")
             jobs.append((name, choice.format, shape))
@@ -89,6 +86,19 @@ class QuantizeGGUF(Pass):
             format=fmt, shape=(int(shape[0]), int(shape[1])), data=data, granularity=Granularity.BLOCK,
             bits=8 if coded else 16, algorithm="imatrix" if weighted and coded else "rtn", meta={"mixture": mixture},
         )
+
+
+def _weight_kinds(model: ModelIR) -> list[tuple[str, str, int | None]]:
+    """(weight, kind, layer) of every matrix a mixture assigns: the decoder's linear parts
+    (kind: their roles, "qkv" for a stored q|k|v), the embedding, an untied head."""
+    def kind(part) -> str:
+        return "".join(s.role.value for s in part.segments) if len(part.segments) > 1 and part.segments[0].role is Role.Q \
+            else "_".join(s.role.value for s in part.segments)
+
+    decoder = [(p.weight, kind(p), lin.layer) for lin in model.graph.linears() if lin.layer is not None for p in lin.parts]
+    embed = [(n.weight, "embed", None) for n in model.graph.prologue() if isinstance(n, Embed)]
+    head = [(p.weight, Role.LM_HEAD.value, None) for lin in model.graph.linears(None) if not lin.tied for p in lin.parts]
+    return decoder + embed + head
 
 
 SLICE_ELEMENTS = 1 << 20  # ~4 MiB of float32 per slice

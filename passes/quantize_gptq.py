@@ -70,7 +70,8 @@ class QuantizeGPTQ(Pass):
         targets = select_targets(model, self.name, ctx, cfg.ignore)
         formats = {name: bind_format(model, ctx, self.name, cfg, name) for name in targets}
         _check_tokens(model, ctx, targets)
-        lm_head = [n for n in targets if not n.startswith("model.layers.")]
+        head = {w for lin in model.graph.linears(None) for w in lin.weights}
+        lm_head = [n for n in targets if n in head]
 
         def on_inputs(names: list[str], inputs: list[torch.Tensor]) -> None:
             names = [n for n in names if n in formats]

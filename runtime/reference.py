@@ -1,4 +1,4 @@
-"""A torch forward of the IR, written out layer by layer, with a KV cache.
+"""A torch interpreter of the model graph, with a KV cache.
 
 It is the numerical reference: calibration runs it to observe activations, evaluation
 runs it for perplexity and KL, and tests hold its logits against `transformers`.
@@ -6,9 +6,12 @@ Quantized weights run as their dequantized values and annotated activations are
 quantize-dequantized before their linear, so a quantized IR runs as its hardware would
 compute it up to accumulation order.
 
-The forward is decomposed (`embed`, `layer`, `head`) so layer-by-layer calibration
-can run one decoder layer at a time; `layer_batches` runs one layer on the whole
-calibration set a group of linears at a time (GPTQ's sequential mode).
+`print(model.graph)` shows what runs; each node type has one small method below
+(`_embed`, `_rms_norm`, `_linear`, `_attention`, ...). A layer reads a `State` (the named
+values one layer hands the next, `h{i}` in an unfused graph) and returns the next one,
+so layer-by-layer calibration can run one decoder layer at a time; `layer_batches` runs
+one layer on the whole calibration set a group of linears at a time (GPTQ's sequential
+mode), and `run_between` runs the part of a layer between two values (AWQ's block loss).
 """
 
 from __future__ import annotations
@@ -20,13 +23,28 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from inferc.core.ir import ArchSpec, ModelIR, RopeSpec
+from inferc.core.ir import (
+    Add,
+    ArchSpec,
+    Attention,
+    Embed,
+    GatedAct,
+    Linear,
+    ModelIR,
+    Node,
+    RMSNorm,
+    RopeSpec,
+    SkipRMSNorm,
+    SoftCap,
+)
 from inferc.core.numerics import dequantize, fake_quantize_activation
 
 # observer(linear_weight_name, input [..., in_features])
 Observer = Callable[[str, torch.Tensor], None]
 # before(weight names of linears reading one input, that input per batch)
 BeforeLinears = Callable[[list[str], list[torch.Tensor]], None]
+# the named values live between two layers
+State = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -53,8 +71,9 @@ class KVCache:
         return k, v
 
 
-def rope_inv_freq(rope: RopeSpec, head_dim: int) -> torch.Tensor:
-    inv = 1.0 / (rope.theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+def rope_inv_freq(rope: RopeSpec, dim: int) -> torch.Tensor:
+    """Inverse frequencies of the `dim` rotated dims of a head."""
+    inv = 1.0 / (rope.theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
     if rope.kind == "linear":
         inv = inv / rope.factor
     elif rope.kind == "llama3":
@@ -75,11 +94,16 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    return x * cos + _rotate_half(x) * sin
+    """Rotate the leading cos.shape[-1] dims of each head (all of them unless partial)."""
+    d = cos.shape[-1]
+    if d == x.shape[-1]:
+        return x * cos + _rotate_half(x) * sin
+    rot, rest = x[..., :d], x[..., d:]
+    return torch.cat([rot * cos + _rotate_half(rot) * sin, rest], dim=-1)
 
 
 class ReferenceModel:
-    """Runs a ModelIR in torch. Weights are materialized per layer on first use."""
+    """Runs a ModelIR's graph in torch. Weights are materialized on first use."""
 
     def __init__(
         self,
@@ -90,17 +114,24 @@ class ReferenceModel:
     ) -> None:
         self.ir = ir
         self.spec: ArchSpec = ir.spec
+        self.graph = ir.graph
         self.device = torch.device(device)
         self.dtype = dtype
         self.quantized = quantized
         self.observers: list[Observer] = []
         self._params: dict[str, torch.Tensor] = {}
-        self._inv_freq: dict[RopeSpec, torch.Tensor] = {}
+        self._stacked: dict[tuple[str, ...], torch.Tensor] = {}  # fused linears' concatenated weights
+        self._inv_freq: dict[tuple[RopeSpec, int], torch.Tensor] = {}
+        self._ops: dict[type, Callable[..., None]] = {
+            Embed: self._embed, RMSNorm: self._rms_norm, SkipRMSNorm: self._skip_rms_norm, Linear: self._linear,
+            Attention: self._attention, GatedAct: self._gated_act, Add: self._add, SoftCap: self._softcap,
+        }
+        self._layer_plans: dict[int, tuple[tuple[Node, ...], tuple[str, ...], dict[int, list[str]]]] = {}
 
     # ---- weights -------------------------------------------------------------------
 
     def param(self, name: str) -> torch.Tensor:
-        """A weight as this model computes with it (dequantized if annotated)."""
+        """A tensor as this model computes with it (dequantized if annotated)."""
         p = self._params.get(name)
         if p is None:
             if self.quantized and name in self.ir.weights:
@@ -111,6 +142,19 @@ class ReferenceModel:
             self._params[name] = p
         return p
 
+    def _stack(self, names: tuple[str, ...]) -> torch.Tensor:
+        """The row-wise concatenation of several parts' tensors (one fused linear)."""
+        if len(names) == 1:
+            return self.param(names[0])
+        s = self._stacked.get(names)
+        if s is None:
+            s = self._stacked[names] = torch.cat([self.param(n) for n in names])
+        return s
+
+    def _forget_stacks(self, names) -> None:
+        for key in [k for k in self._stacked if any(n in names for n in k)]:
+            del self._stacked[key]
+
     @contextmanager
     def overriding(self, weights: dict[str, torch.Tensor]):
         """Compute with these tensors in place of the named weights until the block exits
@@ -118,6 +162,7 @@ class ReferenceModel:
         saved = {name: self._params.get(name) for name in weights}
         for name, w in weights.items():
             self._params[name] = w.to(device=self.device, dtype=self.dtype)
+        self._forget_stacks(weights)
         try:
             yield self
         finally:
@@ -126,167 +171,200 @@ class ReferenceModel:
                     self._params.pop(name, None)
                 else:
                     self._params[name] = w
+            self._forget_stacks(weights)
 
     def release(self, prefix: str = "") -> None:
         """Drop materialized weights whose names start with prefix (all by default)."""
-        for name in [n for n in self._params if n.startswith(prefix)]:
+        names = [n for n in self._params if n.startswith(prefix)]
+        for name in names:
             del self._params[name]
+        self._forget_stacks(set(names))
 
-    # ---- building blocks -----------------------------------------------------------
+    # ---- one method per node type ------------------------------------------------------
 
-    def linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """x [..., in] @ W[name].T; `name` is the module path without `.weight`."""
-        wname = name + ".weight"
-        for observe in self.observers:
-            observe(wname, x)
-        if self.quantized and wname in self.ir.activations:
-            x = fake_quantize_activation(self.ir.activations[wname], x)
-        bias_name = name + ".bias"
-        bias = self.param(bias_name) if bias_name in self.ir.tensors else None
-        return F.linear(x, self.param(wname), bias)
+    def _embed(self, node: Embed, env: State, positions: torch.Tensor, cache: KVCache | None) -> None:
+        h = F.embedding(env[node.ids].to(self.device), self.param(node.weight))
+        if node.scale != 1.0:
+            h = h * torch.tensor(node.scale, dtype=h.dtype)
+        env[node.out] = h
 
-    def norm(self, name: str, x: torch.Tensor) -> torch.Tensor:
+    def _rms(self, x: torch.Tensor, weight: str, eps: float, offset: float) -> torch.Tensor:
         xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.spec.rms_norm_eps)
-        return (xf * (self.spec.norm_offset + self.param(name + ".weight").float())).to(x.dtype)
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+        return (xf * (offset + self.param(weight).float())).to(x.dtype)
 
-    def _act(self, x: torch.Tensor) -> torch.Tensor:
-        if self.spec.hidden_act == "silu":
-            return F.silu(x)
-        return F.gelu(x, approximate="tanh" if self.spec.hidden_act == "gelu_pytorch_tanh" else "none")
+    def _rms_norm(self, node: RMSNorm, env: State, positions: torch.Tensor, cache: KVCache | None) -> None:
+        env[node.out] = self._rms(env[node.x], node.weight, node.eps, node.offset)
 
-    def _rope(self, layer: int, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rope = self.spec.layer_rope(layer)
-        if rope not in self._inv_freq:
-            self._inv_freq[rope] = rope_inv_freq(rope, self.spec.head_dim).to(self.device)
-        freqs = positions.float()[:, None] * self._inv_freq[rope][None, :]  # [T, d/2]
+    def _skip_rms_norm(self, node: SkipRMSNorm, env: State, positions: torch.Tensor, cache: KVCache | None) -> None:
+        s = env[node.skip] + env[node.x]
+        env[node.sum_out] = s
+        env[node.out] = self._rms(s, node.weight, node.eps, node.offset)
+
+    def _linear(self, node: Linear, env: State, positions: torch.Tensor, cache: KVCache | None) -> None:
+        x = env[node.x]
+        for observe in self.observers:
+            for w in node.weights:
+                observe(w, x)
+        act = self.ir.activations.get(node.weights[0]) if self.quantized else None
+        if act is not None:
+            x = fake_quantize_activation(act, x)
+        bias = self._stack(tuple(p.bias_name for p in node.parts)) if node.bias else None
+        env[node.out] = F.linear(x, self._stack(node.weights), bias)
+
+    def _rope(self, rope: RopeSpec, dim: int, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (rope, dim)
+        if key not in self._inv_freq:
+            self._inv_freq[key] = rope_inv_freq(rope, dim).to(self.device)
+        freqs = positions.float()[:, None] * self._inv_freq[key][None, :]  # [T, dim/2]
         emb = torch.cat([freqs, freqs], dim=-1)
         return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
 
-    def _mask(self, layer: int, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
-        allowed = k_pos[None, :] <= q_pos[:, None]  # [Tq, Tk]
-        window = self.spec.layer_window(layer)
-        if window:
-            allowed &= k_pos[None, :] > q_pos[:, None] - window
-        return allowed
-
-    def attention(self, layer: int, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
-        return self.linear(f"model.layers.{layer}.self_attn.o_proj", self.attention_context(layer, x, positions, cache))
-
-    def attention_context(self, layer: int, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
-        """The attention up to o_proj: heads concatenated, [b, t, q_size]."""
-        s = self.spec
-        p = f"model.layers.{layer}.self_attn."
-        b, t, _ = x.shape
-        q = self.linear(p + "q_proj", x).view(b, t, s.num_heads, s.head_dim)
-        k = self.linear(p + "k_proj", x).view(b, t, s.num_kv_heads, s.head_dim)
-        v = self.linear(p + "v_proj", x).view(b, t, s.num_kv_heads, s.head_dim)
-        if s.qk_norm:
-            q = self.norm(p + "q_norm", q)
-            k = self.norm(p + "k_norm", k)
+    def _attention(self, node: Attention, env: State, positions: torch.Tensor, cache: KVCache | None) -> None:
+        nh, nkv, hd = node.num_heads, node.num_kv_heads, node.head_dim
+        if node.packed:  # one q|k|v value from a fused linear
+            q, k, v = env[node.q].split([nh * hd, nkv * hd, nkv * hd], dim=-1)
+        else:
+            q, k, v = env[node.q], env[node.k], env[node.v]  # type: ignore[index]
+        b, t, _ = q.shape
+        q, k, v = q.reshape(b, t, nh, hd), k.reshape(b, t, nkv, hd), v.reshape(b, t, nkv, hd)
+        if node.q_norm:
+            q = self._rms(q, node.q_norm, node.norm_eps, node.norm_offset)
+            k = self._rms(k, node.k_norm, node.norm_eps, node.norm_offset)  # type: ignore[arg-type]
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # [b, heads, t, d]
-        cos, sin = self._rope(layer, positions)
+        cos, sin = self._rope(node.rope, node.rotary_dim, positions)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         k_pos = positions
         if cache is not None:
-            k, v = cache.append(layer, k, v)
+            k, v = cache.append(node.cache_slot, k, v)
             k_pos = torch.arange(k.shape[2], device=self.device)
-        rep = s.num_heads // s.num_kv_heads
+        rep = nh // nkv
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)
-        mask = self._mask(layer, positions, k_pos)  # [t, T]
-        if s.attn_logit_softcap:
-            scores = (q @ k.transpose(-1, -2)) * s.softmax_scale  # [b, h, t, T]
-            scores = torch.tanh(scores / s.attn_logit_softcap) * s.attn_logit_softcap
-            scores = scores.masked_fill(~mask, float("-inf"))
+        allowed = k_pos[None, :] <= positions[:, None]  # [t, T]
+        if node.window:
+            allowed &= k_pos[None, :] > positions[:, None] - node.window
+        if node.softcap:
+            scores = (q @ k.transpose(-1, -2)) * node.scale  # [b, h, t, T]
+            scores = torch.tanh(scores / node.softcap) * node.softcap
+            scores = scores.masked_fill(~allowed, float("-inf"))
             out = torch.softmax(scores.float(), dim=-1).to(v.dtype) @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=s.softmax_scale)
-        return out.transpose(1, 2).reshape(b, t, s.q_size)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=node.scale)
+        env[node.out] = out.transpose(1, 2).reshape(b, t, nh * hd)
 
-    def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(f"model.layers.{layer}.mlp.down_proj", self.mlp_hidden(layer, x))
+    def _gated_act(self, node: GatedAct, env: State, positions: torch.Tensor, cache: KVCache | None) -> None:
+        gate, up = env[node.gate].chunk(2, dim=-1) if node.packed else (env[node.gate], env[node.up])  # type: ignore[index]
+        if node.act == "silu":
+            g = F.silu(gate)
+        else:
+            g = F.gelu(gate, approximate="tanh" if node.act == "gelu_pytorch_tanh" else "none")
+        env[node.out] = g * up
 
-    def mlp_hidden(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        """The MLP up to down_proj: act(gate_proj x) * up_proj x, [..., intermediate]."""
-        p = f"model.layers.{layer}.mlp."
-        return self._act(self.linear(p + "gate_proj", x)) * self.linear(p + "up_proj", x)
+    def _add(self, node: Add, env: State, positions: torch.Tensor, cache: KVCache | None) -> None:
+        env[node.out] = env[node.a] + env[node.b]
+
+    def _softcap(self, node: SoftCap, env: State, positions: torch.Tensor, cache: KVCache | None) -> None:
+        x = env[node.x].float()
+        env[node.out] = torch.tanh(x / node.cap) * node.cap
+
+    def run_node(self, node: Node, env: State, positions: torch.Tensor, cache: KVCache | None = None) -> None:
+        self._ops[type(node)](node, env, positions, cache)
 
     # ---- the forward, decomposed --------------------------------------------------
 
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids [b, t] -> hidden [b, t, hidden]."""
-        h = F.embedding(ids.to(self.device), self.param("model.embed_tokens.weight"))
-        if self.spec.embedding_scale != 1.0:
-            h = h * torch.tensor(self.spec.embedding_scale, dtype=h.dtype)
-        return h
+    def _layer_plan(self, i: int) -> tuple[tuple[Node, ...], tuple[str, ...], dict[int, list[str]]]:
+        """Layer i's nodes, the values it hands on, and which values die after each node."""
+        if i not in self._layer_plans:
+            nodes, keep = self.graph.layer(i), set(self.graph.live_after(i))
+            last: dict[str, int] = {}
+            for k, node in enumerate(nodes):
+                for v in node.inputs:
+                    last[v] = k
+            dies: dict[int, list[str]] = {}
+            for v, k in last.items():
+                if v not in keep:
+                    dies.setdefault(k, []).append(v)
+            self._layer_plans[i] = (nodes, tuple(keep), dies)
+        return self._layer_plans[i]
 
-    def layer(self, i: int, h: torch.Tensor, positions: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        return self.layer_batches(i, [h], positions, cache=cache)[0]
+    def start(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> State:
+        """ids [b, t] -> the state entering layer 0 (the embedding)."""
+        env: State = {self.graph.input: ids}
+        pos = positions if positions is not None else torch.arange(ids.shape[1], device=self.device)
+        for node in self.graph.prologue():
+            self.run_node(node, env, pos)
+        env.pop(self.graph.input)
+        return env
+
+    def layer(self, i: int, state: State, positions: torch.Tensor, cache: KVCache | None = None) -> State:
+        return self.layer_batches(i, [state], positions, cache=cache)[0]
 
     def layer_batches(
         self,
         i: int,
-        hs: list[torch.Tensor],
+        states: list[State],
         positions: torch.Tensor,
         before: BeforeLinears | None = None,
         cache: KVCache | None = None,
-    ) -> list[torch.Tensor]:
-        """Layer i on several batches, one group of linears at a time: every batch has
-        computed a group's input before any batch goes through it, and `before(names,
-        inputs)` sees that whole input first. A calibration can so quantize the group's
-        weights from all its inputs, and the batches go on through the quantized group."""
-        assert cache is None or len(hs) == 1, "a KV cache holds one batch"
-        p = f"model.layers.{i}."
-        attn, mlp = p + "self_attn.", p + "mlp."
+    ) -> list[State]:
+        """Layer i on several batches, one node at a time: every batch has computed a
+        linear group's input before any batch goes through it, and `before(names, inputs)`
+        sees that whole input first (the group: every linear of the layer reading it). A
+        calibration can so quantize the group's weights from all its inputs, and the
+        batches go on through the quantized group."""
+        assert cache is None or len(states) == 1, "a KV cache holds one batch"
+        nodes, keep, dies = self._layer_plan(i)
+        envs = [dict(s) for s in states]
+        announced: set[str] = set()
+        for k, node in enumerate(nodes):
+            if before is not None and isinstance(node, Linear) and node.x not in announced:
+                announced.add(node.x)
+                group = [w for lin in self.graph.linears(i) if lin.x == node.x for w in lin.weights]
+                before(group, [env[node.x] for env in envs])
+            for env in envs:
+                self.run_node(node, env, positions, cache)
+                for v in dies.get(k, ()):
+                    env.pop(v, None)
+        return [{v: env[v] for v in keep} for env in envs]
 
-        def group(names: list[str], xs: list[torch.Tensor]) -> list[torch.Tensor]:
-            if before is not None:
-                before([n + ".weight" for n in names], xs)
-            return xs
+    def finish(self, state: State, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The state after the last layer -> logits [b, t, vocab] (float32)."""
+        env = dict(state)
+        pos = positions if positions is not None else torch.zeros(0, dtype=torch.long, device=self.device)
+        for node in self.graph.epilogue():
+            self.run_node(node, env, pos)
+        return env[self.graph.output].float()
 
-        sandwich = self.spec.sandwich_norm
-        xs = group([attn + "q_proj", attn + "k_proj", attn + "v_proj"], [self.norm(p + "input_layernorm", h) for h in hs])
-        ctxs = group([attn + "o_proj"], [self.attention_context(i, x, positions, cache) for x in xs])
-        del xs
-        outs = [self.linear(attn + "o_proj", c) for c in ctxs]
-        del ctxs
-        if sandwich:
-            outs = [self.norm(p + "post_attention_layernorm", o) for o in outs]
-        hs = [h + o for h, o in zip(hs, outs)]
-        pre_mlp = p + ("pre_feedforward_layernorm" if sandwich else "post_attention_layernorm")
-        xs = group([mlp + "gate_proj", mlp + "up_proj"], [self.norm(pre_mlp, h) for h in hs])
-        acts = group([mlp + "down_proj"], [self.mlp_hidden(i, x) for x in xs])
-        del xs
-        outs = [self.linear(mlp + "down_proj", a) for a in acts]
-        del acts
-        if sandwich:
-            outs = [self.norm(p + "post_feedforward_layernorm", o) for o in outs]
-        return [h + o for h, o in zip(hs, outs)]
-
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        """hidden [b, t, hidden] -> logits [b, t, vocab] (float32)."""
-        h = self.norm("model.norm", h)
-        name = self.ir.lm_head_name
-        for observe in self.observers:
-            observe(name, h)
-        logits = F.linear(h, self.param(name)).float()
-        if self.spec.final_logit_softcap:
-            cap = self.spec.final_logit_softcap
-            logits = torch.tanh(logits / cap) * cap
-        return logits
+    def run_between(self, layer: int, start: str, stop: str, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The value `stop` of a layer computed from `start` = x alone (no cache): the part
+        of the layer that `start` feeds, e.g. an attention block from its input norm to
+        o's output."""
+        nodes = self.graph.layer(layer)
+        needed, chosen = {stop}, []
+        for node in reversed(nodes):
+            if needed & set(node.outputs):
+                chosen.append(node)
+                needed |= {v for v in node.inputs if v != start}
+        produced = {v for n in chosen for v in n.outputs}
+        missing = needed - produced - {stop}
+        assert not missing, f"layer {layer}: {stop} needs {sorted(missing)} besides {start}"
+        env: State = {start: x}
+        for node in reversed(chosen):
+            self.run_node(node, env, positions)
+        return env[stop]
 
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """ids [b, t] -> logits [b, t, vocab]; with a cache, continues after its tokens."""
         start = cache.length if cache is not None else 0
         positions = torch.arange(start, start + ids.shape[1], device=self.device)
-        h = self.embed(ids)
-        for i in range(self.spec.num_layers):
-            h = self.layer(i, h, positions, cache)
-        return self.head(h)
+        state = self.start(ids, positions)
+        for i in range(self.graph.num_layers):
+            state = self.layer(i, state, positions, cache)
+        return self.finish(state, positions)
 
     __call__ = forward
 
     def new_cache(self) -> KVCache:
-        return KVCache.empty(self.spec.num_layers)
+        return KVCache.empty(self.graph.num_layers)

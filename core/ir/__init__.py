@@ -1,5 +1,21 @@
 """inferc's model IR."""
 
+from inferc.core.ir.graph import (
+    Add,
+    Attention,
+    Embed,
+    GatedAct,
+    Graph,
+    Linear,
+    LinearPart,
+    Node,
+    RMSNorm,
+    Role,
+    Segment,
+    SkipRMSNorm,
+    SoftCap,
+    build_graph,
+)
 from inferc.core.ir.model import ModelIR, SourceInfo
 from inferc.core.ir.quant import (
     ActivationQuant,
@@ -18,6 +34,20 @@ from inferc.core.ir.spec import (
 from inferc.core.ir.tensors import TensorStore
 
 __all__ = [
+    "Add",
+    "Attention",
+    "Embed",
+    "GatedAct",
+    "Graph",
+    "Linear",
+    "LinearPart",
+    "Node",
+    "RMSNorm",
+    "Role",
+    "Segment",
+    "SkipRMSNorm",
+    "SoftCap",
+    "build_graph",
     "SUPPORTED_MODEL_TYPES",
     "ActivationQuant",
     "ArchSpec",

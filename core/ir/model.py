@@ -1,4 +1,6 @@
-"""The model IR: an architecture spec, named tensors and their quantization annotations."""
+"""The model IR: an architecture spec, the graph of its computation, named tensors and
+their quantization annotations. Tensors are named by the graph (`layers.0.attn.q.weight`);
+`source_names` keeps what the checkpoint called them, for messages and ignore patterns."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from inferc.core.ir.graph import Graph, Linear, build_graph
 from inferc.core.ir.quant import ActivationQuant, QuantizedWeight
 from inferc.core.ir.spec import ArchSpec
 from inferc.core.ir.tensors import TensorStore
@@ -31,13 +34,31 @@ class ModelIR:
     weights: dict[str, QuantizedWeight] = field(default_factory=dict)
     activations: dict[str, ActivationQuant] = field(default_factory=dict)
     unquantized: dict[str, str] = field(default_factory=dict)  # linear name -> why it was left dense
+    graph: Graph = None  # type: ignore[assignment]  # built from the spec when not given
+    source_names: dict[str, str] = field(default_factory=dict)  # IR tensor name -> checkpoint name
+
+    def __post_init__(self) -> None:
+        if self.graph is None:
+            self.graph = build_graph(self.spec)
+
+    @property
+    def head(self) -> Linear:
+        return self.graph.linears(None)[-1]
 
     @property
     def lm_head_name(self) -> str:
-        return "model.embed_tokens.weight" if self.spec.tie_word_embeddings else "lm_head.weight"
+        return self.head.weights[0]
 
     def linear_names(self) -> list[str]:
-        return self.spec.linear_names()
+        """Weight names of the decoder layers' linear parts, in execution order."""
+        return [w for lin in self.graph.linears() if lin.layer is not None for w in lin.weights]
+
+    def quantizable(self) -> list[str]:
+        """Every linear weight a weight pass may quantize: the decoder's, then an untied head."""
+        return self.graph.linear_weights()
+
+    def source_name(self, name: str) -> str:
+        return self.source_names.get(name, name)
 
     def dense(self, name: str) -> torch.Tensor:
         """The unquantized tensor (memory-mapped dtype, usually bf16)."""

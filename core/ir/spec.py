@@ -18,6 +18,7 @@ class Family(str, Enum):
     QWEN3 = "qwen3"
     GEMMA2 = "gemma2"
     GEMMA3 = "gemma3"
+    PHI3 = "phi3"
 
 
 # model_type in config.json -> family
@@ -28,6 +29,7 @@ _MODEL_TYPES: dict[str, Family] = {
     "qwen3": Family.QWEN3,
     "gemma2": Family.GEMMA2,
     "gemma3_text": Family.GEMMA3,
+    "phi3": Family.PHI3,
 }
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_MODEL_TYPES)
@@ -76,6 +78,9 @@ class ArchSpec:
     sliding_window: int | None = None
     layer_kinds: tuple[LayerKind, ...] = ()
     rope_local: RopeSpec | None = None  # Gemma3: rope of sliding-window layers
+    partial_rotary_factor: float = 1.0  # Phi-3/4: rope on the leading dims of each head
+    fused_qkv: bool = False  # the checkpoint stores q, k, v as one matrix (Phi-3)
+    fused_gate_up: bool = False  # likewise gate and up (Phi-3)
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     raw_config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -103,46 +108,9 @@ class ArchSpec:
             return self.rope_local
         return self.rope
 
-    def linear_shapes(self) -> dict[str, tuple[int, int]]:
-        """[out, in] of every linear weight in one decoder layer, by its suffix."""
-        h, i = self.hidden_size, self.intermediate_size
-        return {
-            "self_attn.q_proj": (self.q_size, h),
-            "self_attn.k_proj": (self.kv_size, h),
-            "self_attn.v_proj": (self.kv_size, h),
-            "self_attn.o_proj": (h, self.q_size),
-            "mlp.gate_proj": (i, h),
-            "mlp.up_proj": (i, h),
-            "mlp.down_proj": (h, i),
-        }
-
-    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every tensor the checkpoint must hold, with its shape."""
-        h = self.hidden_size
-        shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (self.vocab_size, h), "model.norm.weight": (h,)}
-        if not self.tie_word_embeddings:
-            shapes["lm_head.weight"] = (self.vocab_size, h)
-        norms = ["input_layernorm", "post_attention_layernorm"]
-        if self.sandwich_norm:
-            norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
-        for layer in range(self.num_layers):
-            p = f"model.layers.{layer}."
-            for suffix, shape in self.linear_shapes().items():
-                shapes[p + suffix + ".weight"] = shape
-            for norm in norms:
-                shapes[p + norm + ".weight"] = (h,)
-            if self.attention_bias:
-                shapes[p + "self_attn.q_proj.bias"] = (self.q_size,)
-                shapes[p + "self_attn.k_proj.bias"] = (self.kv_size,)
-                shapes[p + "self_attn.v_proj.bias"] = (self.kv_size,)
-            if self.qk_norm:
-                shapes[p + "self_attn.q_norm.weight"] = (self.head_dim,)
-                shapes[p + "self_attn.k_norm.weight"] = (self.head_dim,)
-        return shapes
-
-    def linear_names(self) -> list[str]:
-        """Every quantizable linear weight (decoder layers only; lm_head is separate)."""
-        return [f"model.layers.{layer}.{s}.weight" for layer in range(self.num_layers) for s in self.linear_shapes()]
+    @property
+    def rotary_dim(self) -> int:
+        return int(self.head_dim * self.partial_rotary_factor)
 
 
 def _rope_from(params: dict[str, Any] | None, fallback_theta: float | None) -> RopeSpec:
@@ -151,7 +119,7 @@ def _rope_from(params: dict[str, Any] | None, fallback_theta: float | None) -> R
     if theta is None:
         theta = 10000.0
     kind = params.get("rope_type", params.get("type", "default")) or "default"
-    if kind not in ("default", "linear", "llama3"):
+    if kind not in ("default", "linear", "llama3"):  # longrope (Phi-3 128k) is not
         raise UnsupportedError(
             f"rope scaling '{kind}' is not supported; supported: default, linear, llama3"
         )
@@ -199,7 +167,7 @@ def _layer_kinds(cfg: dict[str, Any], family: Family, num_layers: int) -> tuple[
         pattern = int(cfg.get("sliding_window_pattern", 6))
         return tuple(LayerKind.FULL if (i + 1) % pattern == 0 else LayerKind.SLIDING for i in range(num_layers))
     window = cfg.get("sliding_window")
-    use = cfg.get("use_sliding_window", family is Family.MISTRAL)
+    use = cfg.get("use_sliding_window", family in (Family.MISTRAL, Family.PHI3))
     kind = LayerKind.SLIDING if (window and use) else LayerKind.FULL
     return tuple(kind for _ in range(num_layers))
 
@@ -253,5 +221,17 @@ def spec_from_config(cfg: dict[str, Any]) -> ArchSpec:
         layer_kinds=kinds,
         bos_token_id=cfg.get("bos_token_id"),
         eos_token_id=tuple(cfg["eos_token_id"]) if isinstance(cfg.get("eos_token_id"), list) else cfg.get("eos_token_id"),
+        partial_rotary_factor=_partial_rotary(cfg),
+        fused_qkv=family is Family.PHI3,
+        fused_gate_up=family is Family.PHI3,
         raw_config=dict(cfg),
     )
+
+
+def _partial_rotary(cfg: dict[str, Any]) -> float:
+    params = cfg.get("rope_parameters")
+    factor = params.get("partial_rotary_factor") if isinstance(params, dict) else None
+    factor = float(factor if factor is not None else cfg.get("partial_rotary_factor", 1.0) or 1.0)
+    if not 0 < factor <= 1:
+        raise CheckpointError(f"config.json partial_rotary_factor is {factor}; it must be in (0, 1]")
+    return factor

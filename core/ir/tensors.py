@@ -19,6 +19,7 @@ class TensorStore:
 
     def __init__(self) -> None:
         self._where: dict[str, Path] = {}
+        self._stored: dict[str, str] = {}  # name here -> name in its file, where they differ
         self._handles: dict[Path, object] = {}
         self._memory: dict[str, torch.Tensor] = {}
         self._meta: dict[str, tuple[tuple[int, ...], str]] = {}
@@ -65,7 +66,7 @@ class TensorStore:
             raise KeyError(name)
         handle = self._handles[self._where[name]]
         try:
-            return handle.get_tensor(name)  # type: ignore[attr-defined]
+            return handle.get_tensor(self._stored.get(name, name))  # type: ignore[attr-defined]
         except (OSError, SafetensorError) as exc:
             raise CheckpointError(f"cannot read tensor '{name}' from {self._where[name]}: {exc}") from exc
 
@@ -77,6 +78,21 @@ class TensorStore:
         self._memory.pop(name, None)
         self._where.pop(name, None)
         self._meta.pop(name, None)
+        self._stored.pop(name, None)
+
+    def renamed(self, mapping: dict[str, str]) -> TensorStore:
+        """A store over the same files and in-memory tensors with names mapped through
+        `mapping` (names it lacks keep theirs); reads go to the stored names."""
+        out = TensorStore()
+        out._handles = self._handles
+        key = lambda n: mapping.get(n, n)  # noqa: E731
+        out._where = {key(n): p for n, p in self._where.items()}
+        out._stored = {key(n): self._stored.get(n, n) for n in self._where if key(n) != self._stored.get(n, n)}
+        out._meta = {key(n): m for n, m in self._meta.items()}
+        out._memory = {key(n): t for n, t in self._memory.items()}
+        if len(out._where) != len(self._where) or len(out._memory) != len(self._memory):
+            raise ValueError("renaming maps two tensors to one name")
+        return out
 
     def files(self) -> list[Path]:
         return sorted(set(self._where.values()))

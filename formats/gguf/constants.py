@@ -33,6 +33,7 @@ ARCH_NAMES: dict[Family, str] = {
     Family.QWEN3: "qwen3",
     Family.GEMMA2: "gemma2",
     Family.GEMMA3: "gemma3",
+    Family.PHI3: "phi3",
 }
 
 # llama.cpp rotates q/k of these archs pairwise (GPT-J style): HF rows are permuted back.
@@ -44,30 +45,28 @@ FILE_TYPES: dict[str, int] = {"f32": 0, "f16": 1, "q8_0": 7, "q4_k_s": 14, "q4_k
 # tokenizer.ggml.token_type values
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
 
-# HF linear / norm suffix -> llama.cpp tensor name (within blk.N)
+# IR module (within a layer) -> llama.cpp tensor name (within blk.N). Fused q|k|v is
+# attn_qkv; fused gate|up is ffn_up with 2 * n_ff rows (llama.cpp's Phi-3 layout).
 LAYER_TENSORS: dict[str, str] = {
-    "self_attn.q_proj": "attn_q",
-    "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output",
-    "mlp.gate_proj": "ffn_gate",
-    "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
-    "self_attn.q_norm": "attn_q_norm",
-    "self_attn.k_norm": "attn_k_norm",
-    "input_layernorm": "attn_norm",
+    "attn_norm": "attn_norm",
+    "attn.q": "attn_q",
+    "attn.k": "attn_k",
+    "attn.v": "attn_v",
+    "attn.qkv": "attn_qkv",
+    "attn.o": "attn_output",
+    "attn.q_norm": "attn_q_norm",
+    "attn.k_norm": "attn_k_norm",
+    "post_attn_norm": "post_attention_norm",
+    "mlp_norm": "ffn_norm",
+    "mlp.gate": "ffn_gate",
+    "mlp.up": "ffn_up",
+    "mlp.gate_up": "ffn_up",
+    "mlp.down": "ffn_down",
+    "post_mlp_norm": "post_ffw_norm",
 }
-# post_attention_layernorm is ffn_norm in llama-style blocks and post_attention_norm in
-# Gemma's sandwich blocks (where pre_feedforward_layernorm is ffn_norm).
-SANDWICH_TENSORS: dict[str, str] = {
-    "post_attention_layernorm": "post_attention_norm",
-    "pre_feedforward_layernorm": "ffn_norm",
-    "post_feedforward_layernorm": "post_ffw_norm",
-}
-PLAIN_TENSORS: dict[str, str] = {"post_attention_layernorm": "ffn_norm"}
 GLOBAL_TENSORS: dict[str, str] = {
-    "model.embed_tokens.weight": "token_embd.weight",
-    "model.norm.weight": "output_norm.weight",
+    "embed.weight": "token_embd.weight",
+    "final_norm.weight": "output_norm.weight",
     "lm_head.weight": "output.weight",
 }
 

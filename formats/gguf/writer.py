@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from inferc.core.errors import UnsupportedError
-from inferc.core.ir import ModelIR, QuantFormat
+from inferc.core.ir import Attention, ModelIR, QuantFormat, RMSNorm, Role, SkipRMSNorm
 from inferc.core.ir.spec import ArchSpec
 from inferc.formats.gguf import constants as C
 from inferc.formats.gguf.names import gguf_name
@@ -154,19 +154,24 @@ DenseType = QuantFormat  # GGUF_F32 | GGUF_F16 | GGUF_BF16
 
 
 def _plan(model: ModelIR, dense: QuantFormat) -> list[tuple[str, str, tuple[int, ...], QuantFormat, int, Callable[[], np.ndarray]]]:
-    """(hf name, gguf name, shape, format, nbytes, data thunk) of every exported tensor."""
+    """(IR name, gguf name, shape, format, nbytes, data thunk) of every exported tensor."""
     spec = model.spec
     arch = arch_name(spec)
+    permuted = {}  # weight -> heads, for the rows llama.cpp rotates pairwise
+    if arch in C.PERMUTE_QK_ARCHS:
+        for lin in model.graph.linears():
+            for part in lin.parts:
+                if part.segments[0].role in (Role.Q, Role.K) and len(part.segments) == 1:
+                    permuted[part.weight] = spec.num_heads if part.segments[0].role is Role.Q else spec.num_kv_heads
+    norms = {w for node in model.graph for w in node.tensors() if isinstance(node, (RMSNorm, SkipRMSNorm, Attention))}
     plan = []
     for name in model.tensors.names():
-        gname = gguf_name(name, spec)
+        gname = gguf_name(name)
         if gname is None:
-            raise UnsupportedError(f"tensor '{name}' has no GGUF counterpart for architecture '{arch}'")
+            raise UnsupportedError(f"tensor '{model.source_name(name)}' has no GGUF counterpart for architecture '{arch}'")
         shape = tuple(model.tensors.shape(name))
-        perm_heads = None
-        if arch in C.PERMUTE_QK_ARCHS and name.endswith(("q_proj.weight", "k_proj.weight")):
-            perm_heads = spec.num_heads if "q_proj" in name else spec.num_kv_heads
-        norm_offset = spec.norm_offset if "norm" in name else 0.0
+        perm_heads = permuted.get(name)
+        norm_offset = spec.norm_offset if name in norms else 0.0
         if name in model.weights:
             q = model.weights[name]
             if q.format not in C.GGML_TYPE_IDS:

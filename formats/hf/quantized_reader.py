@@ -17,6 +17,7 @@ from inferc.core.ir import ModelIR
 from inferc.formats.hf import compressed_tensors as ct
 from inferc.formats.hf import constants as C
 from inferc.formats.hf import modelopt as mo
+from inferc.formats.hf.names import hf_module
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,10 @@ def quant_method(cfg: dict[str, Any]) -> str | None:
 
 
 def _modules(ir: ModelIR) -> dict[str, tuple[int, int]]:
-    """Linear module name -> [out, in] the config implies."""
-    shapes = ir.spec.expected_shapes()
-    out = {n.removesuffix(".weight"): tuple(shapes[n]) for n in ir.spec.linear_names()}
-    if not ir.spec.tie_word_embeddings:
-        out["lm_head"] = (ir.spec.vocab_size, ir.spec.hidden_size)
-    return out  # type: ignore[return-value]
+    """HF linear module name -> [out, in] the config implies (the store still holds the
+    checkpoint's names while this reader runs)."""
+    shapes = ir.graph.shapes
+    return {hf_module(w.removesuffix(".weight"), ir.spec): tuple(shapes[w]) for w in ir.quantizable()}  # type: ignore[misc]
 
 
 def _local_tensors(ir: ModelIR, module: str) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ import torch
 from inferc.core.errors import CheckpointError
 from inferc.core.ir import ModelIR, SourceInfo, TensorStore, spec_from_config
 from inferc.formats.hf.constants import CONFIG_FILE, INDEX_FILE, SINGLE_FILE, TOKENIZER_FILES
+from inferc.formats.hf.names import MULTIMODAL_PREFIX, hf_name, ir_names
 from inferc.formats.hf.quantized_reader import attach_quantization, quant_method
 
 
@@ -53,18 +54,22 @@ def weight_files(model_dir: Path) -> list[Path]:
     raise CheckpointError(f"'{model_dir}' has no safetensors weights ({SINGLE_FILE} or {INDEX_FILE}); convert .bin checkpoints to safetensors first")
 
 
-def _normalize_names(store: TensorStore) -> None:
-    """Gemma 3 multimodal checkpoints keep the text model under `model.language_model.`."""
-    prefix = "model.language_model."
-    for name in store.names():
-        if name.startswith(prefix):
-            store.set("model." + name[len(prefix):], store.get(name))
-            store.drop(name)
+def _to_ir_names(ir: ModelIR) -> None:
+    """Re-key the store and the quantization annotations from checkpoint names to the
+    graph's names; `source_names` keeps the checkpoint's."""
+    params = [n for n, _ in ir.graph.params]
+    mapping = ir_names(ir.spec, [*ir.tensors.names(), *ir.weights], params)
+    ir.tensors = ir.tensors.renamed(mapping)
+    for table in (ir.weights, ir.activations, ir.unquantized):
+        renamed = {mapping.get(k, k): v for k, v in table.items()}
+        table.clear()
+        table.update(renamed)
+    ir.source_names = {v: k for k, v in mapping.items()}
 
 
 def _validate(ir: ModelIR) -> None:
-    expected = ir.spec.expected_shapes()
-    missing = [n for n in expected if n not in ir.tensors and n not in ir.weights]
+    expected = ir.graph.shapes
+    missing = [hf_name(n, ir.spec) for n in expected if n not in ir.tensors and n not in ir.weights]
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
         raise CheckpointError(f"checkpoint is missing tensors the config implies: {', '.join(missing[:3])}{more}")
@@ -74,13 +79,13 @@ def _validate(ir: ModelIR) -> None:
         found = ir.tensors.shape(name)
         if tuple(found) != tuple(shape):
             raise CheckpointError(
-                f"tensor '{name}' has shape {list(found)} but config.json implies {list(shape)}; "
+                f"tensor '{ir.source_name(name)}' has shape {list(found)} but config.json implies {list(shape)}; "
                 "the weights do not belong to this config"
             )
         t = ir.tensors.get(name)
         if not torch.isfinite(t).all():
             bad = "NaN" if torch.isnan(t).any() else "Inf"
-            raise CheckpointError(f"tensor '{name}' contains {bad} values; the checkpoint is corrupt")
+            raise CheckpointError(f"tensor '{ir.source_name(name)}' contains {bad} values; the checkpoint is corrupt")
 
 
 def _hash_files(files: list[Path]) -> str:
@@ -99,7 +104,7 @@ def load_checkpoint(model_dir: str | Path, validate: bool = True) -> ModelIR:
     spec = spec_from_config(cfg)
     files = weight_files(model_dir)
     store = TensorStore.from_files(files)
-    _normalize_names(store)
+    store = store.renamed({n: "model." + n[len(MULTIMODAL_PREFIX):] for n in store.names() if n.startswith(MULTIMODAL_PREFIX)})
     gen_path = model_dir / "generation_config.json"
     source = SourceInfo(
         path=model_dir.resolve(),
@@ -111,6 +116,7 @@ def load_checkpoint(model_dir: str | Path, validate: bool = True) -> ModelIR:
     ir = ModelIR(spec=spec, tensors=store, source=source)
     if quant_method(cfg) is not None:
         attach_quantization(ir, model_dir, validate=validate)
+    _to_ir_names(ir)
     if validate:
         _validate(ir)
     return ir

@@ -9,6 +9,7 @@ rename of a temporary sibling at `finalize`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from inferc.core.ir.quant import ActivationQuant
 from inferc.formats.hf import compressed_tensors as ct
 from inferc.formats.hf import constants as C
 from inferc.formats.hf import modelopt as mo
+from inferc.formats.hf.names import hf_module, names_for
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +168,21 @@ class _LinearEncoder:
 
 
 def _linear_modules(model: ModelIR) -> list[str]:
-    names = [n.removesuffix(".weight") for n in model.linear_names()]
-    if not model.spec.tie_word_embeddings:
-        names.append("lm_head")
-    return names
+    return [hf_module(w.removesuffix(".weight"), model.spec) for w in model.quantizable()]
+
+
+def _hf_view(model: ModelIR) -> tuple[ModelIR, list[str]]:
+    """The model with every tensor and annotation under its checkpoint name, and the
+    graph's tensors in graph order (by those names)."""
+    names = names_for(model)
+    view = dataclasses.replace(
+        model,
+        tensors=model.tensors.renamed(names),
+        weights={names.get(k, k): v for k, v in model.weights.items()},
+        activations={names.get(k, k): v for k, v in model.activations.items()},
+        unquantized={names.get(k, k): v for k, v in model.unquantized.items()},
+    )
+    return view, [names[n] for n, _ in model.graph.params]
 
 
 def _module(weight_name: str) -> str:
@@ -212,9 +225,8 @@ def _config_json(model: ModelIR, qcfg: dict[str, Any] | None, dense_dtype: torch
     return cfg
 
 
-def _declare_all(writer: CheckpointWriter, model: ModelIR, encoder: _LinearEncoder, dense_dtype: torch.dtype,
+def _declare_all(writer: CheckpointWriter, model: ModelIR, expected: list[str], encoder: _LinearEncoder, dense_dtype: torch.dtype,
                  encode: Callable[[str], dict[str, torch.Tensor]]) -> None:
-    expected = list(model.spec.expected_shapes())
     order = expected + [n for n in model.tensors.names() if n not in set(expected)]
     for name in order:
         if name in model.weights:
@@ -247,11 +259,12 @@ def export_hf(
     """
     if layout not in LAYOUTS:
         raise UnsupportedError(f"HF export layout '{layout}' is not supported; supported: {', '.join(LAYOUTS)}")
+    model, expected = _hf_view(model)
     encode, extra_json, qcfg = _plan_layout(model, layout)
     writer = CheckpointWriter(Path(out_dir), shard_bytes=shard_bytes)
     try:
         encoder = _LinearEncoder(encode)
-        _declare_all(writer, model, encoder, dense_dtype, encode)
+        _declare_all(writer, model, expected, encoder, dense_dtype, encode)
         writer.write_tensors()
         writer.write_json(C.CONFIG_FILE, _config_json(model, qcfg, dense_dtype))
         for fname, obj in extra_json:

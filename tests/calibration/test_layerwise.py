@@ -19,8 +19,8 @@ def test_layer_inputs_follow_quantized_layers_in_sequential_mode(tiny_checkpoint
         return lambda name, x: observed.setdefault(name, x.shape[-1])
 
     def quantize_layer(inputs):
-        seen_inputs[inputs.layer] = torch.cat(inputs.hidden)
-        for name in [n for n in model.linear_names() if n.startswith(f"model.layers.{inputs.layer}.")]:
+        seen_inputs[inputs.layer] = torch.cat([st[f"h{inputs.layer}"] for st in inputs.hidden])
+        for name in [n for n in model.linear_names() if n.startswith(f"layers.{inputs.layer}.")]:
             w = model.dense(name)
             model.quantize(name, fmt.quantize(w, fmt.choose_qparams(w)))
 
@@ -29,12 +29,12 @@ def test_layer_inputs_follow_quantized_layers_in_sequential_mode(tiny_checkpoint
     positions = torch.arange(16)
     ref = ReferenceModel(model, quantized=sequential)  # all layers are quantized now
     with torch.inference_mode():
-        h0 = ref.embed(calib.tokens)
-        expected = ref.layer(0, h0, positions)
+        h0 = ref.start(calib.tokens)
+        expected = ref.layer(0, h0, positions)["h1"]
     torch.testing.assert_close(seen_inputs[1], expected, rtol=1e-5, atol=1e-5)
     other = ReferenceModel(model, quantized=not sequential)
     with torch.inference_mode():
-        assert not torch.allclose(seen_inputs[1], other.layer(0, h0, positions), atol=1e-5)
+        assert not torch.allclose(seen_inputs[1], other.layer(0, h0, positions)["h1"], atol=1e-5)
 
 
 @pytest.mark.parametrize("sequential", [True, False])
@@ -54,19 +54,19 @@ def test_linear_groups_are_calibrated_on_the_quantized_groups_before_them(tiny_c
             model.quantize(name, fmt.quantize(w, fmt.choose_qparams(w)))
 
     calibrate_linear_groups(model, calib, on_inputs, sequential=sequential, batch_size=2)
-    assert sorted(n for g in groups for n in g) == sorted(n for n in model.linear_names() if n.startswith("model.layers."))
+    assert sorted(n for g in groups for n in g) == sorted(n for n in model.linear_names() if n.startswith("layers."))
     assert [len(g) for g in groups[:4]] == [3, 1, 2, 1]  # q/k/v, o, gate/up, down
 
     def replay(quantized):
         ref, again = ReferenceModel(model, quantized=quantized), {}
         with torch.inference_mode():
-            h = [ref.embed(calib.tokens)]
+            h = [ref.start(calib.tokens)]
             for i in range(model.spec.num_layers):
                 h = ref.layer_batches(i, h, torch.arange(16), before=lambda names, xs: again.setdefault(names[0], torch.cat(xs)))
         return again
 
     expected, other = replay(quantized=sequential), replay(quantized=not sequential)
-    o_proj = "model.layers.0.self_attn.o_proj.weight"
+    o_proj = "layers.0.attn.o.weight"
     for name, x in seen.items():
         torch.testing.assert_close(x, expected[name], rtol=1e-5, atol=1e-5)
     assert not torch.allclose(seen[o_proj], other[o_proj], atol=1e-5)

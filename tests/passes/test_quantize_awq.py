@@ -23,7 +23,7 @@ def test_folding_scales_keeps_the_function(tiny_checkpoint, family):
             folded += 1
     after = logits(model, ids)
     assert folded == 3 * model.spec.num_layers
-    assert not torch.equal(model.tensors.get("model.layers.0.mlp.up_proj.weight").float(), load(tiny_checkpoint(family)).dense("model.layers.0.mlp.up_proj.weight").float())
+    assert not torch.equal(model.tensors.get("layers.0.mlp.up.weight").float(), load(tiny_checkpoint(family)).dense("layers.0.mlp.up.weight").float())
     torch.testing.assert_close(after, base, rtol=1e-4, atol=1e-4)
 
 
@@ -31,7 +31,7 @@ def load_with_salient_channels(path):
     """The tiny model with a few input channels of every linear 8x larger than the rest,
     as trained LLMs have (random weights have none, leaving AWQ nothing to protect)."""
     model = load(path)
-    for name in [n for n in model.tensors.names() if n.endswith("layernorm.weight")]:
+    for name in [n for n in model.tensors.names() if n.startswith("layers.") and n.endswith("norm.weight") and ".attn." not in n]:
         w = model.tensors.get(name).float().clone()
         w[:: w.numel() // 4] *= 8
         model.tensors.set(name, w)
@@ -70,7 +70,7 @@ def test_scales_only_then_gptq(tiny_checkpoint):
     awq(make_config(awq, {"format": "int4", "quantize": False})).run(model, context(model, calib))
     assert not model.weights
     torch.testing.assert_close(logits(model, ids), base, rtol=1e-4, atol=1e-4)
-    assert not torch.equal(model.tensors.get("model.layers.0.mlp.up_proj.weight").float(), load(path).dense("model.layers.0.mlp.up_proj.weight").float())
+    assert not torch.equal(model.tensors.get("layers.0.mlp.up.weight").float(), load(path).dense("layers.0.mlp.up.weight").float())
     gptq = get_pass("quantize_gptq")
     gptq(make_config(gptq, {"format": "int4"})).run(model, context(model, calib))
     assert len(model.weights) == len(model.linear_names()) - ("lm_head.weight" in model.linear_names())

@@ -24,13 +24,13 @@ def _smol_like_spec(tiny_checkpoint):
 
 def test_policy_q4_k_m_on_smollm2_shapes(tiny_checkpoint):
     spec = _smol_like_spec(tiny_checkpoint)
-    assert choose_format("model.embed_tokens.weight", (49152, 576), spec, "q4_k_m").format is Q.GGUF_Q8_0
-    assert choose_format("model.layers.5.self_attn.q_proj.weight", (576, 576), spec, "q4_k_m").format is Q.GGUF_Q5_0
-    assert choose_format("model.layers.0.self_attn.v_proj.weight", (192, 576), spec, "q4_k_m").format is Q.GGUF_Q8_0
-    assert choose_format("model.layers.0.mlp.down_proj.weight", (576, 1536), spec, "q4_k_m").format is Q.GGUF_Q6_K
-    assert choose_format("model.layers.4.mlp.down_proj.weight", (576, 1536), spec, "q4_k_m").format is Q.GGUF_Q4_K
-    assert choose_format("model.layers.4.mlp.down_proj.weight", (576, 1536), spec, "q5_k_m").format is Q.GGUF_Q5_K
-    assert choose_format("model.layers.5.mlp.up_proj.weight", (1536, 576), spec, "q5_k_m").format is Q.GGUF_Q5_1
+    assert choose_format("embed", None, (49152, 576), spec, "q4_k_m").format is Q.GGUF_Q8_0
+    assert choose_format("q", 5, (576, 576), spec, "q4_k_m").format is Q.GGUF_Q5_0
+    assert choose_format("v", 0, (192, 576), spec, "q4_k_m").format is Q.GGUF_Q8_0
+    assert choose_format("down", 0, (576, 1536), spec, "q4_k_m").format is Q.GGUF_Q6_K
+    assert choose_format("down", 4, (576, 1536), spec, "q4_k_m").format is Q.GGUF_Q4_K
+    assert choose_format("down", 4, (576, 1536), spec, "q5_k_m").format is Q.GGUF_Q5_K
+    assert choose_format("up", 5, (1536, 576), spec, "q5_k_m").format is Q.GGUF_Q5_1
     assert [i for i in range(30) if use_more_bits(i, 30)] == [0, 1, 2, 5, 8, 11, 14, 17, 20, 23, 26, 27, 28, 29]
 
 
@@ -40,8 +40,8 @@ def test_pass_records_fallbacks_and_uses_importance(tiny_checkpoint):
     ctx = PassContext()
     p(p.Config(mixture="q4_k_m")).run(model, ctx)
     fallbacks = {e.tensor for e in ctx.events if e.kind == "fallback"}
-    assert "model.layers.0.self_attn.q_proj.weight" in fallbacks
-    name = "model.layers.1.mlp.up_proj.weight"
+    assert "layers.0.attn.q.weight" in fallbacks
+    name = "layers.1.mlp.up.weight"
     q = model.weights[name]
     assert q.format is Q.GGUF_Q5_0
     w = model.dense(name).float()

@@ -28,7 +28,7 @@ def test_gptq_beats_rtn_on_calibration_tokens(tiny_checkpoint, options):
     assert set(gptq.weights) == set(gptq.linear_names())
     assert all(q.algorithm == "gptq" for q in gptq.weights.values())
     if options.get("act_order") and fmt == "int4":
-        assert gptq.weights["model.layers.0.mlp.down_proj.weight"].g_idx is not None
+        assert gptq.weights["layers.0.mlp.down.weight"].g_idx is not None
     assert mean_kl(base, logits(gptq, ids)) < mean_kl(base, logits(rtn, ids))
 
 
@@ -43,7 +43,7 @@ def test_all_zero_inputs_fall_back_to_rtn_with_event(tiny_checkpoint):
     cls = get_pass("quantize_gptq")
     pass_ = cls(make_config(cls, {}))
     ctx = context(model, calib_set())
-    name = "model.layers.0.mlp.down_proj.weight"
+    name = "layers.0.mlp.down.weight"
     pass_._quantize_group(model, ctx, [name], INT4WeightFormat(group_size=64), HessianAccumulator.zeros(128))
     assert model.weights[name].algorithm == "rtn"
     assert [e.kind for e in ctx.events] == ["fallback"] and "all zero" in ctx.events[0].detail

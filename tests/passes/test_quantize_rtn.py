@@ -23,7 +23,7 @@ def test_int4_auto_group_quantizes_every_linear(tiny_checkpoint, family):
     base = logits(load(path), ids)
     model, ctx = _run(path, format="int4", group_size="auto")
     assert set(model.weights) == set(model.linear_names())
-    q = model.weights["model.layers.0.mlp.down_proj.weight"]
+    q = model.weights["layers.0.mlp.down.weight"]
     assert q.format is QuantFormat.INT4 and q.group_size == 128  # 128 inputs
     assert any(e.kind == "group_size" and "auto group size 64" in e.detail for e in ctx.events)
     kl = mean_kl(base, logits(model, ids))
@@ -67,7 +67,7 @@ def test_nvfp4_w4a4_annotates_static_input_scales(tiny_checkpoint):
     base = logits(load(path), ids)
     w4a16, _ = _run(path, format="nvfp4")
     w4a4, _ = _run(path, format="nvfp4", activations="nvfp4")
-    name = "model.layers.1.self_attn.q_proj.weight"
+    name = "layers.1.attn.q.weight"
     assert w4a4.weights[name].format is QuantFormat.NVFP4 and not w4a16.activations
     assert w4a4.activations[name].global_scale > 0
     kl16, kl4 = mean_kl(base, logits(w4a16, ids)), mean_kl(base, logits(w4a4, ids))
@@ -79,13 +79,13 @@ def test_smollm2_auto_group_size_is_64_and_reported(smollm2_dir):
     model = load(smollm2_dir)
     cls = get_pass("quantize_rtn")
     ctx = context(model, calib_set(vocab=model.spec.vocab_size))
-    cls(make_config(cls, {"format": "int4", "group_size": "auto", "ignore": ["lm_head", "model.layers.1*", "model.layers.2*"]})).run(model, ctx)
-    q = model.weights["model.layers.0.self_attn.q_proj.weight"]
+    cls(make_config(cls, {"format": "int4", "group_size": "auto", "ignore": ["lm_head", "layers.1*", "layers.2*"]})).run(model, ctx)
+    q = model.weights["layers.0.attn.q.weight"]
     assert q.group_size == 64 and q.scale.shape == (576, 9)  # 576 = 9 x 64: 128 does not divide it
-    assert model.weights["model.layers.0.mlp.down_proj.weight"].group_size == 128  # 1536 = 12 x 128
+    assert model.weights["layers.0.mlp.down.weight"].group_size == 128  # 1536 = 12 x 128
     assert any("auto group size 64 for input dimension 576" in e.detail for e in ctx.events)
 
 
-    w = model.dense("model.layers.0.mlp.up_proj.weight").float()
-    w_hat = dequantize(model.weights["model.layers.0.mlp.up_proj.weight"])
+    w = model.dense("layers.0.mlp.up.weight").float()
+    w_hat = dequantize(model.weights["layers.0.mlp.up.weight"])
     assert ((w - w_hat).norm() / w.norm()).item() < 0.15

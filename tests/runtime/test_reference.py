@@ -43,7 +43,7 @@ def test_overriding_weights_is_undone_on_exit(tiny_checkpoint):
     ref = ReferenceModel(load_checkpoint(tiny_checkpoint("llama")))
     ids = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(3))
     base = ref.forward(ids)
-    up = "model.layers.0.mlp.up_proj.weight"
+    up = "layers.0.mlp.up.weight"
     ref.release()  # nothing materialized: the override must not leave its tensor behind
     with ref.overriding({up: torch.zeros(ref.ir.tensors.shape(up))}):
         changed = ref.forward(ids)

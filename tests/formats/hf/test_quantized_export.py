@@ -155,7 +155,7 @@ def assert_same_quantization(a: ModelIR, b: ModelIR, reciprocal_global: bool = F
 
 
 def assert_same_dense(a: ModelIR, b: ModelIR) -> None:
-    for name in a.spec.expected_shapes():
+    for name in a.graph.shapes:
         if name not in a.weights:
             assert torch.equal(a.dense(name).to(torch.bfloat16), b.dense(name)), name
 
@@ -190,8 +190,8 @@ def test_int4_roundtrip_compressed_tensors(tiny_checkpoint, tmp_path, group_size
 
 
 def test_int4_mixed_group_sizes_and_g128(tiny_checkpoint, tmp_path):
-    """g128 where it divides (down_proj, in=128), g32 elsewhere: two config groups by name."""
-    ir = int4_ir(tiny_checkpoint("qwen2"), 32, group_for={"down_proj": 128})
+    """g128 where it divides (down, in=128), g32 elsewhere: two config groups by name."""
+    ir = int4_ir(tiny_checkpoint("qwen2"), 32, group_for={"down": 128})
     assert_same_quantization(ir, roundtrip(ir, tmp_path / "out", CT))
     groups = json.loads((tmp_path / "out" / C.CONFIG_FILE).read_text())[C.QUANTIZATION_CONFIG]["config_groups"]
     assert sorted(g["weights"]["group_size"] for g in groups.values()) == [32, 128]
@@ -246,8 +246,8 @@ def test_int4_roundtrip_modelopt_and_byte_order(tiny_checkpoint, tmp_path):
     # ModelOpt's pack_int4_in_uint8: transpose, pair output rows, low nibble = even row.
     from safetensors.torch import load_file
 
-    name = "model.layers.0.self_attn.q_proj"
-    packed = load_file(str(tmp_path / "out" / C.SINGLE_FILE))[name + ".weight"]
+    name = "layers.0.attn.q"
+    packed = load_file(str(tmp_path / "out" / C.SINGLE_FILE))["model.layers.0.self_attn.q_proj.weight"]
     codes = ir.weights[name + ".weight"].data
     t = codes.T.reshape(codes.shape[1], codes.shape[0] // 2, 2)
     expected = ((t[..., 0] & 0x0F) | ((t[..., 1] & 0x0F) << 4)).T.contiguous().view(torch.uint8)
@@ -283,7 +283,7 @@ def test_unquantized_exports_plain_bf16(tiny_checkpoint, tmp_path):
     cfg = json.loads((tmp_path / "out" / C.CONFIG_FILE).read_text())
     assert C.QUANTIZATION_CONFIG not in cfg
     back = load_checkpoint(tmp_path / "out")
-    assert not back.weights and all(back.dense(n).dtype == torch.bfloat16 for n in back.spec.expected_shapes())
+    assert not back.weights and all(back.dense(n).dtype == torch.bfloat16 for n in back.graph.shapes)
     assert_same_dense(ir, back)
 
 
@@ -457,7 +457,7 @@ def test_pack_quantized_bytes_match_compressed_tensors_compressor(tiny_checkpoin
     from inferc.formats.hf.compressed_tensors import encode_linear
 
     ir = load_checkpoint(tiny_checkpoint("llama"))
-    q = rtn_int4(ir.dense("model.layers.0.mlp.down_proj.weight"), group_size, symmetric)
+    q = rtn_int4(ir.dense("layers.0.mlp.down.weight"), group_size, symmetric)
     strategy = "group" if group_size else "channel"
     scheme = QuantizationScheme(targets=["Linear"], weights=QuantizationArgs(
         num_bits=4, type="int", symmetric=symmetric, strategy=strategy, group_size=group_size))
@@ -481,7 +481,7 @@ def test_nvfp4_bytes_match_compressed_tensors_compressor(tiny_checkpoint):
     from inferc.formats.hf.compressed_tensors import encode_linear
 
     ir = load_checkpoint(tiny_checkpoint("llama"))
-    q = rtn_nvfp4(ir.dense("model.layers.1.mlp.up_proj.weight"))
+    q = rtn_nvfp4(ir.dense("layers.1.mlp.up.weight"))
     ours = encode_linear(q, None)
     w_hat = E2M1[q.data.long()] * (q.scale.float() * q.global_scale).repeat_interleave(16, dim=1)
     sd = {"weight": w_hat, "weight_scale": q.scale.float(), "weight_global_scale": ours["weight_global_scale"]}

@@ -1,5 +1,5 @@
 """llama.cpp importance matrices (`imatrix.gguf`): read and write, with tensor names
-mapped between llama.cpp (`blk.N.attn_q.weight`) and HF (`model.layers.N.self_attn...`).
+mapped between llama.cpp (`blk.N.attn_q.weight`) and the IR (`layers.N.attn.q.weight`).
 
 The file holds, per weight, `<name>.in_sum2` (sum of squared inputs per column, F32
 [n_mat, n_per_row]) and `<name>.counts` (tokens seen, F32 [n_mat, 1]); the importance a
@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inferc.calibration.stats import ActivationStats
 from inferc.core.errors import FormatError
-from inferc.core.ir.spec import ArchSpec
-from inferc.formats.gguf.names import gguf_name, hf_name
+from inferc.formats.gguf.names import gguf_name, ir_name
 
 _SUM2, _COUNTS = ".in_sum2", ".counts"
 
 
-def write_imatrix(path: Path, stats: ActivationStats, spec: ArchSpec, dataset: str = "", chunk_size: int = 512) -> None:
-    """Write activation statistics as a llama.cpp imatrix.gguf (atomic rename)."""
+def write_imatrix(path: Path, sums: dict[str, tuple[torch.Tensor, int]], num_tokens: int, dataset: str = "",
+                  chunk_size: int = 512) -> None:
+    """Write per-weight (sum of squared inputs per column [in], tokens seen) as a llama.cpp
+    imatrix.gguf (atomic rename)."""
     import gguf
 
     path = Path(path)
@@ -30,15 +30,15 @@ def write_imatrix(path: Path, stats: ActivationStats, spec: ArchSpec, dataset: s
     w = gguf.GGUFWriter(tmp, arch="imatrix")
     w.add_type("imatrix")
     w.add_array("imatrix.datasets", [dataset] if dataset else [])
-    w.add_uint32("imatrix.chunk_count", max(1, stats.num_tokens // chunk_size))
+    w.add_uint32("imatrix.chunk_count", max(1, num_tokens // chunk_size))
     w.add_uint32("imatrix.chunk_size", chunk_size)
-    for name in sorted(stats.by_weight):
-        g = gguf_name(name, spec)
+    for name in sorted(sums):
+        g = gguf_name(name)
         if g is None:
             continue
-        st = stats.by_weight[name]
-        w.add_tensor(g + _SUM2, st.sum_sq.to(torch.float32).reshape(1, -1).numpy())
-        w.add_tensor(g + _COUNTS, np.array([[float(st.count)]], dtype=np.float32))
+        sum_sq, count = sums[name]
+        w.add_tensor(g + _SUM2, sum_sq.to(torch.float32).reshape(1, -1).numpy())
+        w.add_tensor(g + _COUNTS, np.array([[float(count)]], dtype=np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -46,8 +46,9 @@ def write_imatrix(path: Path, stats: ActivationStats, spec: ArchSpec, dataset: s
     tmp.replace(path)
 
 
-def read_imatrix(path: Path, spec: ArchSpec) -> dict[str, torch.Tensor]:
-    """Importance (mean squared input per column) by HF weight name from an imatrix.gguf."""
+def read_imatrix(path: Path, weights: list[str]) -> dict[str, torch.Tensor]:
+    """Importance (mean squared input per column) by IR weight name (of `weights`, the
+    model's linears) from an imatrix.gguf."""
     import gguf
 
     path = Path(path)
@@ -68,7 +69,7 @@ def read_imatrix(path: Path, spec: ArchSpec) -> dict[str, torch.Tensor]:
         counts = tensors.get(base + _COUNTS)
         if counts is None:
             raise FormatError(f"'{path}': '{tname}' has no matching '{base}{_COUNTS}'")
-        name = hf_name(base, spec)
+        name = ir_name(base, weights)
         if name is None:
             continue
         sums2 = sums.reshape(counts.size, -1)

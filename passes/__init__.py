@@ -2,6 +2,9 @@
 the whole registry (no discovery by scanning)."""
 
 from inferc.passes import (  # noqa: F401
+    fuse_gate_up,
+    fuse_qkv,
+    fuse_residual_norm,
     quantize_awq,
     quantize_fp8,  # noqa: F401
     quantize_gguf,  # noqa: F401

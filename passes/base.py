@@ -148,6 +148,17 @@ def make_config(
     return build_dataclass(pass_cls.Config, options, f"{where}pass '{pass_cls.name}' options", lines)
 
 
+def fused_groups(model: ModelIR, names: list[str]) -> list[list[str]]:
+    """`names` grouped by the linear they are parts of (one group per fused linear, in
+    graph order): the parts of a fused matrix must share any tensor-wide scale."""
+    wanted, groups = set(names), []
+    for lin in model.graph.linears():
+        group = [w for w in lin.weights if w in wanted]
+        if group:
+            groups.append(group)
+    return groups
+
+
 def select_targets(model: ModelIR, pass_name: str, ctx: PassContext, ignore: tuple[str, ...]) -> list[str]:
     """Linears a weight pass should quantize: ignored ones are recorded as left dense,
     already-quantized ones are skipped with an event."""

@@ -12,9 +12,11 @@ from inferc.passes.base import (
     Pass,
     PassContext,
     Requirement,
+    fused_groups,
     register_pass,
     select_targets,
 )
+from inferc.core.numerics import quantize_joint
 from inferc.core.numerics.fp8 import FP8WeightFormat
 
 _ACTIVATIONS = {"static": "fp8", "dynamic": "fp8_dynamic", "none": "none"}
@@ -37,9 +39,12 @@ class QuantizeFP8(Pass):
         cfg = self.config
         fmt = FP8WeightFormat(per_channel=cfg.per_channel)
         targets = select_targets(model, self.name, ctx, cfg.ignore)
-        for i, name in enumerate(targets):
-            w = model.dense(name)
-            model.quantize(name, fmt.quantize(w, fmt.choose_qparams(w)))
-            ctx.tick(self.name, i + 1, len(targets))
+        done = 0
+        for group in fused_groups(model, targets):  # a fused matrix shares a per-tensor scale
+            qws = quantize_joint(fmt, [model.dense(n) for n in group], lambda f, w: f.quantize(w, f.choose_qparams(w)))
+            for name, qw in zip(group, qws):
+                model.quantize(name, qw)
+            done += len(group)
+            ctx.tick(self.name, done, len(targets))
         annotate_activations(model, ctx, self.name, targets, _ACTIVATIONS[cfg.activations])
         return model

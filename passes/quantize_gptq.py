@@ -28,6 +28,7 @@ from inferc.passes.base import (
     Pass,
     PassContext,
     Requirement,
+    fused_groups,
     register_pass,
     select_targets,
 )
@@ -80,9 +81,13 @@ class QuantizeGPTQ(Pass):
             acc = HessianAccumulator.zeros(inputs[0].shape[-1])
             for x in inputs:
                 accumulate_hessian(acc, x)
-            while names:  # one GPTQ problem per format
+            while names:  # one GPTQ problem per format (per fused matrix for tensor-wide scales)
                 same = [n for n in names if formats[n] == formats[names[0]]]
-                self._quantize_group(model, ctx, same, formats[same[0]], acc)
+                if formats[same[0]].rows_independent:
+                    self._quantize_group(model, ctx, same, formats[same[0]], acc)
+                else:
+                    for group in fused_groups(model, same):
+                        self._quantize_group(model, ctx, group, formats[group[0]], acc, joint=True)
                 names = [n for n in names if n not in same]
 
         calibrate_linear_groups(model, ctx.calibration, on_inputs, cfg.sequential, cfg.batch_size, ctx.device, ctx.progress)
@@ -92,7 +97,8 @@ class QuantizeGPTQ(Pass):
         annotate_activations(model, ctx, self.name, targets, cfg.activations)
         return model
 
-    def _quantize_group(self, model: ModelIR, ctx: PassContext, names: list[str], fmt, acc: HessianAccumulator) -> None:
+    def _quantize_group(self, model: ModelIR, ctx: PassContext, names: list[str], fmt, acc: HessianAccumulator,
+                        joint: bool = False) -> None:
         """GPTQ the weights `names`, which read the input whose Hessian is `acc`."""
         cfg = self.config
         if acc.count == 0 or not bool((acc.sum_xxt.diagonal() > 0).any()):
@@ -107,7 +113,7 @@ class QuantizeGPTQ(Pass):
                 ctx.event(self.name, name, "static_groups", f"{fmt.format.value} stores no g_idx; act-order uses static groups")
         weights = [model.dense(name) for name in names]
         try:
-            results = gptq_quantize_shared(weights, acc.hessian, fmt, cfg.block_size, cfg.dampening, cfg.act_order, static)
+            results = gptq_quantize_shared(weights, acc.hessian, fmt, cfg.block_size, cfg.dampening, cfg.act_order, static, joint)
         except SingularHessianError as exc:
             for name, w in zip(names, weights):
                 ctx.event(self.name, name, "fallback", f"{exc}; rounded to nearest")

@@ -17,9 +17,11 @@ from inferc.passes.base import (
     Pass,
     PassContext,
     Requirement,
+    fused_groups,
     register_pass,
     select_targets,
 )
+from inferc.core.numerics import quantize_joint
 from inferc.core.numerics.choose import (
     WeightFormatName,
     weight_format_for,
@@ -57,8 +59,12 @@ class QuantizeRTN(Pass):
         cfg = self.config
         targets = select_targets(model, self.name, ctx, cfg.ignore)
         formats = {name: bind_format(model, ctx, self.name, cfg, name) for name in targets}  # refuse before any work
-        for i, name in enumerate(targets):
-            model.quantize(name, rtn_quantize(formats[name], model.dense(name)))
-            ctx.tick(self.name, i + 1, len(targets))
+        done = 0
+        for group in fused_groups(model, targets):
+            qws = quantize_joint(formats[group[0]], [model.dense(n) for n in group], rtn_quantize)
+            for name, qw in zip(group, qws):
+                model.quantize(name, qw)
+            done += len(group)
+            ctx.tick(self.name, done, len(targets))
         annotate_activations(model, ctx, self.name, targets, cfg.activations)
         return model

@@ -31,6 +31,9 @@ FAMILY_CONFIGS: dict[str, dict] = {
         model_type="gemma3_text", head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
         sliding_window_pattern=2, hidden_activation="gelu_pytorch_tanh",
     ),
+    # q|k|v and gate|up stored fused; partial rotary (Phi-4-mini style) and a sliding window
+    "phi3": dict(model_type="phi3", sliding_window=8, partial_rotary_factor=0.5, tie_word_embeddings=False,
+                 pad_token_id=0, bos_token_id=1, eos_token_id=2),
 }
 
 

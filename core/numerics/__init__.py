@@ -13,17 +13,25 @@ from inferc.core.numerics import (  # noqa: F401  (register INT4, NVFP4)
 from inferc.core.numerics.base import (
     QParams,
     WeightFormat,
+    concat_rows,
     dequantize,
     fake_quantize_activation,
     register_activation_quantizer,
+    quantize_joint,
     register_dequantizer,
+    split_rows,
+    why_not_joinable,
 )
 
 __all__ = [
     "QParams",
     "WeightFormat",
+    "concat_rows",
     "dequantize",
     "fake_quantize_activation",
     "register_activation_quantizer",
+    "quantize_joint",
     "register_dequantizer",
+    "split_rows",
+    "why_not_joinable",
 ]

@@ -176,12 +176,14 @@ def gptq_quantize_shared(
     damp: float = 0.01,
     act_order: bool = False,
     static_groups: bool = False,
+    joint: bool = False,
 ) -> list[tuple[QuantizedWeight, float]]:
     """GPTQ several weights [out_k, in] that read the same input (q/k/v, gate/up), under
     its Hessian h [in, in]. GPTQ treats rows independently, so weights whose format has
-    no tensor-wide scale are stacked and run as one; the rest (NVFP4, per-tensor FP8) run
-    one by one. Either way each result is what `gptq_quantize` gives that weight alone."""
-    if len(ws) > 1 and not fmt.rows_independent:
+    no tensor-wide scale are stacked and run as one, and each result is what
+    `gptq_quantize` gives that weight alone; the rest (NVFP4, per-tensor FP8) run one by
+    one, unless `joint` (the parts of one fused matrix), where they share that scale."""
+    if len(ws) > 1 and not fmt.rows_independent and not joint:
         return [r for w in ws for r in gptq_quantize_shared([w], h, fmt, block_size, damp, act_order, static_groups)]
     bind = getattr(fmt, "for_tensor", None)  # formats with a tensor-wide scale (NVFP4) fix it first
     fmt = bind(ws[0]) if bind is not None else fmt

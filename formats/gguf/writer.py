@@ -131,15 +131,15 @@ def add_arch_metadata(w: Any, spec: ArchSpec, name: str, file_type: int) -> None
     w.add_key_length(spec.head_dim)
     w.add_value_length(spec.head_dim)
     w.add_vocab_size(spec.vocab_size)
-    if arch == "llama":
-        w.add_rope_dimension_count(spec.head_dim)
+    if arch in ("llama", "phi3"):
+        w.add_rope_dimension_count(spec.rotary_dim)
     if spec.rope.kind == "linear":
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(spec.rope.factor)
     if arch == "gemma2":
         w.add_attn_logit_softcapping(spec.attn_logit_softcap or 0.0)
         w.add_final_logit_softcapping(spec.final_logit_softcap or 0.0)
-    if arch in ("gemma2", "gemma3") and spec.sliding_window:
+    if arch in ("gemma2", "gemma3", "phi3") and spec.sliding_window:
         w.add_sliding_window(spec.sliding_window)
 
 

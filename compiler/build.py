@@ -55,6 +55,8 @@ from inferc.runtime.report import (
     to_json,
 )
 from inferc.runtime.speed import artifact_size, bits_per_weight, measure_speed
+from inferc.formats.registry import get_exporter
+from inferc.runtime.backends import open_backend
 from inferc.runtime.torch_backend import TorchBackend
 
 Progress = Callable[[str, int, int], None]
@@ -150,30 +152,18 @@ def _timed(records: list[PassRecord], name: str, fn: Callable[[], Any]) -> Any:
 
 
 def _export(model: ModelIR, recipe: Recipe, target: Target, root: Path) -> list[tuple[ExportFormat, Path]]:
-    from inferc.formats.gguf import export_gguf
-    from inferc.formats.hf.writer import export_hf
-
+    """Each export the recipe lists (or the target's defaults), by its registered exporter."""
     out = []
     for spec in recipe.export or tuple({"format": f} for f in target.default_formats):
         fmt = spec.format if hasattr(spec, "format") else spec["format"]
-        if fmt is ExportFormat.HF:
-            layout = getattr(spec, "layout", "compressed-tensors")
-            path = root / (HF_DIR if layout == "compressed-tensors" else f"{HF_DIR}-{layout}")
-            export_hf(model, path, layout=layout)
-        else:
-            path = root / GGUF_FILE
-            export_gguf(model, path)
-        out.append((fmt, path))
+        options = {k: v for k, v in (vars(spec) if hasattr(spec, "format") else spec).items() if k != "format" and v is not None}
+        out.append((fmt, get_exporter(fmt.value)(model, root, options)))
     return out
 
 
 def _candidate_backend(fmt: ExportFormat, path: Path, device: str):
     """A backend that runs the exported bytes, not the in-memory IR."""
-    if fmt is ExportFormat.GGUF:
-        from inferc.runtime.llamacpp_backend import LlamaCppBackend
-
-        return LlamaCppBackend(path)
-    return TorchBackend(load_checkpoint(path), device=device)
+    return open_backend(path, device)
 
 
 def build(

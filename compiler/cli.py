@@ -140,9 +140,15 @@ def eval_cmd(artifact, reference, dataset, ctx_len, chunks, method, speed, json_
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--tensors/--no-tensors", default=False, help="List every tensor.")
-def inspect(path, tensors) -> None:
+@click.option("--graph", "show_graph", is_flag=True, help="Print the model graph (one node a line) instead.")
+@click.option("--fused", is_flag=True, help="With --graph: the graph after fuse_qkv, fuse_gate_up, fuse_residual_norm.")
+def inspect(path, tensors, show_graph, fused) -> None:
     """Shapes, dtypes, quantization layout and bits per weight of a checkpoint, artifact or GGUF."""
-    from inferc.compiler.inspect import inspect_path
+    from inferc.compiler.inspect import graph_text, inspect_path
+
+    if show_graph:
+        click.echo(graph_text(path, fuse=fused))
+        return
 
     summary, rows = inspect_path(path)
     click.echo(_table(summary))

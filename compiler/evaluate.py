@@ -47,18 +47,14 @@ def evaluate_artifact(
 ) -> Report:
     from inferc.runtime.evaluate import compare_logits
     from inferc.runtime.speed import measure_speed
+    from inferc.runtime.backends import open_backend
     from inferc.runtime.torch_backend import TorchBackend
 
     kind, path, ref_dir = _resolve(artifact, reference)
     ref_ir = load_checkpoint(ref_dir)
     ev = EvalConfig(dataset=dataset, ctx_len=ctx_len, chunks=chunks, method=method)  # type: ignore[arg-type]
     tokens, source, is_corpus = evaluation_tokens(ev, ref_ir, seed=0, device=device)
-    if kind == "gguf":
-        from inferc.runtime.llamacpp_backend import LlamaCppBackend
-
-        candidate = LlamaCppBackend(path)
-    else:
-        candidate = TorchBackend(load_checkpoint(path), device=device)
+    candidate = open_backend(path, device)
     reference_backend = TorchBackend(ref_ir, device=device, quantized=False)
     try:
         quality = compare_logits(reference_backend, candidate, tokens, ctx_len=ctx_len, n_chunks=chunks,

@@ -24,6 +24,27 @@ def inspect_path(path: Path) -> tuple[Rows, list[tuple]]:
     raise CheckpointError(f"'{path}' is not a checkpoint directory, an inferc artifact or a .gguf file")
 
 
+def graph_text(path: Path, fuse: bool = False) -> str:
+    """The model graph of a checkpoint (or of an artifact's HF export), printed one node a
+    line; with `fuse`, after fuse_qkv, fuse_gate_up and fuse_residual_norm."""
+    from inferc.passes import PassContext, get_pass
+
+    path = Path(path)
+    if path.is_dir() and (path / MANIFEST_FILE).is_file():
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+        hf = [e["path"] for e in manifest.get("exports", []) if e.get("format") == "hf"]
+        if not hf:
+            raise CheckpointError(f"artifact '{path}' has no HF export to read a graph from; inspect its source checkpoint")
+        path = path / hf[0]
+    if not path.is_dir():
+        raise CheckpointError(f"--graph needs a checkpoint directory or an artifact; '{path}' is neither")
+    ir = load_checkpoint(path, validate=False)
+    if fuse:
+        for name in ("fuse_qkv", "fuse_gate_up", "fuse_residual_norm"):
+            ir = get_pass(name)().run(ir, PassContext())
+    return str(ir.graph)
+
+
 def _inspect_checkpoint(path: Path) -> tuple[Rows, list[tuple]]:
     ir = load_checkpoint(path, validate=False)
     weight_bytes = sum(f.stat().st_size for f in ir.tensors.files())

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from inferc.core.errors import FormatError, require
+from inferc.runtime.backends import register_backend
 
 
 class LlamaCppBackend:
@@ -54,3 +55,8 @@ class LlamaCppBackend:
 
     def close(self) -> None:
         self._llm.close()
+
+
+@register_backend("llamacpp", runs=lambda path: path.is_file() and path.suffix == ".gguf")
+def _open_gguf(path: Path, device: str) -> LlamaCppBackend:
+    return LlamaCppBackend(path)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from inferc.core.ir import ModelIR
+from inferc.runtime.backends import register_backend
 from inferc.runtime.reference import KVCache, ReferenceModel
 
 
@@ -33,3 +35,11 @@ class TorchBackend:
 
     def close(self) -> None:
         self.model.release()
+
+
+@register_backend("torch", runs=lambda path: path.is_dir() and (path / "config.json").is_file())
+def _open_checkpoint(path: Path, device: str) -> TorchBackend:
+    """An HF checkpoint (dense or quantized) run by the reference interpreter."""
+    from inferc.formats.hf.reader import load_checkpoint
+
+    return TorchBackend(load_checkpoint(path), device=device)

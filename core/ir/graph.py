@@ -265,7 +265,9 @@ class GatedAct(Node):
     outputs = property(lambda self: (self.out,))
 
     def __str__(self) -> str:
-        return f"{self.out} = {self.act}({self.gate}){'' if self.packed else ''} * {self.up or '(packed up)'}"
+        if self.packed:
+            return f"{self.out} = {self.act}({self.gate}[gate rows]) * {self.gate}[up rows]"
+        return f"{self.out} = {self.act}({self.gate}) * {self.up}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,6 +23,7 @@ from inferc.core.ir import Attention, ModelIR, QuantFormat, RMSNorm, Role, SkipR
 from inferc.core.ir.spec import ArchSpec
 from inferc.formats.gguf import constants as C
 from inferc.formats.gguf.names import gguf_name
+from inferc.formats.registry import register_exporter
 from inferc.formats.gguf.tokenizer import TokenizerMeta, add_tokenizer, read_tokenizer
 
 
@@ -231,3 +232,13 @@ def export_gguf(model: ModelIR, out_file: Path, dense: QuantFormat = QuantFormat
         fw.finish()
     finally:
         fw.abort()
+
+
+GGUF_FILE = "model.gguf"
+
+
+@register_exporter("gguf")
+def _export_artifact(model: ModelIR, root: Path, options: dict[str, Any]) -> Path:
+    path = root / GGUF_FILE
+    export_gguf(model, path)
+    return path

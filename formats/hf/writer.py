@@ -31,6 +31,7 @@ from inferc.formats.hf import compressed_tensors as ct
 from inferc.formats.hf import constants as C
 from inferc.formats.hf import modelopt as mo
 from inferc.formats.hf.names import hf_module, names_for
+from inferc.formats.registry import register_exporter
 
 log = logging.getLogger(__name__)
 
@@ -280,3 +281,15 @@ def export_hf(
     except BaseException:
         writer.abort()
         raise
+
+
+HF_DIR = "hf"
+
+
+@register_exporter("hf")
+def _export_artifact(model: ModelIR, root: Path, options: dict[str, Any]) -> Path:
+    """The artifact's HF part: `hf/` (compressed-tensors) or `hf-<layout>/`."""
+    layout = options.get("layout", "compressed-tensors")
+    path = root / (HF_DIR if layout == "compressed-tensors" else f"{HF_DIR}-{layout}")
+    export_hf(model, path, layout=layout)
+    return path

@@ -25,6 +25,7 @@ import torch
 from inferc.core.errors import RecipeError
 from inferc.core.ir.quant import Granularity, QuantFormat, QuantizedWeight
 from inferc.core.numerics.base import QParams, register_dequantizer
+from inferc.core.numerics.packing import pack_nibbles_int32
 
 INT4_SYM_MIN, INT4_SYM_MAX = -8, 7
 INT4_ASYM_MAX = 15
@@ -163,14 +164,13 @@ class INT4WeightFormat:
 
 
 def pack_int4_to_int32(codes: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """INT4 codes [rows, cols] (+ offset, into 0..15) -> int32 [rows, cols / 8]."""
     rows, cols = codes.shape
     if cols % 8:
         raise RecipeError(f"INT4 packing needs an input dimension divisible by 8, found {cols}")
-    u = (codes.to(torch.int64) + offset).reshape(rows, cols // 8, 8)
+    u = codes.to(torch.int16) + offset
     assert int(u.min()) >= 0 and int(u.max()) <= 15
-    shifts = torch.arange(0, 32, 4, dtype=torch.int64)
-    words = (u << shifts).sum(-1)  # [rows, cols // 8] in [0, 2^32)
-    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+    return pack_nibbles_int32(u)
 
 
 @register_dequantizer(QuantFormat.INT4)

@@ -31,6 +31,7 @@ from inferc.core.numerics.base import (
     register_dequantizer,
 )
 from inferc.core.numerics.int4 import check_group_size, expand_groups
+from inferc.core.numerics.packing import pack_nibbles, unpack_nibbles
 
 NVFP4_BLOCK = 16
 E2M1_MAX = 6.0
@@ -125,15 +126,12 @@ class NVFP4WeightFormat:
 
 
 def pack_e2m1(codes: torch.Tensor) -> torch.Tensor:
-    c = codes.to(torch.uint8)
-    return (c[..., 1::2] << 4) | c[..., 0::2]
+    """E2M1 codes uint8 [..., cols] -> uint8 [..., cols / 2], even column in the low nibble."""
+    return pack_nibbles(codes)
 
 
 def unpack_e2m1(packed: torch.Tensor) -> torch.Tensor:
-    out = torch.empty(*packed.shape[:-1], packed.shape[-1] * 2, dtype=torch.uint8)
-    out[..., 0::2] = packed & 0x0F
-    out[..., 1::2] = packed >> 4
-    return out
+    return unpack_nibbles(packed)
 
 
 @register_dequantizer(QuantFormat.NVFP4)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from typing import Any
 
 import torch
@@ -28,46 +27,12 @@ import torch
 from inferc.core.errors import CheckpointError, UnsupportedError
 from inferc.core.ir.quant import ActivationQuant, Granularity, QuantFormat, QuantizedWeight
 from inferc.formats.hf import constants as C
+from inferc.core.numerics.packing import pack_nibbles, pack_nibbles_int32, unpack_nibbles, unpack_nibbles_int32
 
 Scheme = dict[str, Any]  # {"weights": args, "input_activations": args | None, "format": str}
 
 
 # ---- bit packing -------------------------------------------------------------------------
-
-
-def _assert_little_endian() -> None:
-    assert sys.byteorder == "little", "nibble packing through int32 views assumes a little-endian host"
-
-
-def pack_nibbles_int32(nibbles: torch.Tensor) -> torch.Tensor:
-    """[rows, cols] values 0..15 -> int32 [rows, ceil(cols / 8)]; column 8k+j sits in bits
-    4j..4j+3 of word k (compressed-tensors' dense packing for num_bits=4), padded with 0."""
-    _assert_little_endian()
-    rows, cols = nibbles.shape
-    pad = (-cols) % 8
-    u = nibbles.to(torch.uint8)
-    if pad:
-        u = torch.nn.functional.pad(u, (0, pad))
-    byte = u[:, 0::2] | (u[:, 1::2] << 4)  # [rows, padded / 2]
-    return byte.contiguous().reshape(-1).view(torch.int32).reshape(rows, -1)
-
-
-def unpack_nibbles_int32(words: torch.Tensor, cols: int) -> torch.Tensor:
-    """Inverse of `pack_nibbles_int32`: uint8 [rows, cols] in 0..15."""
-    _assert_little_endian()
-    byte = words.contiguous().reshape(-1).view(torch.uint8).reshape(words.shape[0], -1)  # [rows, 4 * words]
-    out = torch.stack((byte & 0x0F, byte >> 4), dim=-1).reshape(words.shape[0], -1)
-    return out[:, :cols]
-
-
-def pack_e2m1(codes: torch.Tensor) -> torch.Tensor:
-    """E2M1 codes uint8 [rows, cols] -> uint8 [rows, cols / 2], even column in the low nibble."""
-    c = codes.to(torch.uint8)
-    return c[:, 0::2] | (c[:, 1::2] << 4)
-
-
-def unpack_e2m1(packed: torch.Tensor) -> torch.Tensor:
-    return torch.stack((packed & 0x0F, packed >> 4), dim=-1).reshape(packed.shape[0], -1)
 
 
 def reciprocal_scale(x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +137,7 @@ def encode_linear(qw: QuantizedWeight, act: ActivationQuant | None) -> dict[str,
         if qw.g_idx is not None and not _trivial_g_idx(qw.g_idx, qw.group_size):
             out[C.CT_WEIGHT_G_IDX] = qw.g_idx.to(torch.int32)
     elif qw.format is QuantFormat.NVFP4:
-        out[C.CT_WEIGHT_PACKED] = pack_e2m1(qw.data)
+        out[C.CT_WEIGHT_PACKED] = pack_nibbles(qw.data)
         out[C.CT_WEIGHT_SCALE] = qw.scale.to(torch.float8_e4m3fn)
         out[C.CT_WEIGHT_GLOBAL_SCALE] = reciprocal_scale(qw.global_scale).reshape(1)
     if act is not None and not act.dynamic and act.format is QuantFormat.FP8_E4M3:
@@ -243,7 +208,7 @@ def decode_linear(
         scale = _need(tensors, C.CT_WEIGHT_SCALE, name).to(torch.float8_e4m3fn)
         _check_shape(scale, (out_f, in_f // C.NVFP4_BLOCK_SIZE), f"{name}.weight_scale")
         inv = _need(tensors, C.CT_WEIGHT_GLOBAL_SCALE, name).float().reshape(())
-        qw = QuantizedWeight(QuantFormat.NVFP4, shape, unpack_e2m1(packed), Granularity.BLOCK, scale=scale,
+        qw = QuantizedWeight(QuantFormat.NVFP4, shape, unpack_nibbles(packed), Granularity.BLOCK, scale=scale,
                              group_size=C.NVFP4_BLOCK_SIZE, global_scale=torch.ones(()) / inv, bits=4)
     else:
         raise UnsupportedError(f"'{name}': weight scheme {w} is not supported; supported: FP8, INT4 (pack-quantized), NVFP4")

@@ -27,7 +27,7 @@ import torch
 from inferc.core.errors import CheckpointError, UnsupportedError
 from inferc.core.ir.quant import ActivationQuant, Granularity, QuantFormat, QuantizedWeight
 from inferc.formats.hf import constants as C
-from inferc.formats.hf.compressed_tensors import pack_e2m1, unpack_e2m1
+from inferc.core.numerics.packing import nibbles_to_signed, pack_nibbles, signed_to_nibbles, unpack_nibbles
 
 LayerConfig = dict[str, Any]  # {"quant_algo": ..., "group_size": ..., ...}
 
@@ -69,13 +69,11 @@ def layer_config_for(name: str, qw: QuantizedWeight, act: ActivationQuant | None
 
 def pack_int4_rows(codes: torch.Tensor) -> torch.Tensor:
     """Signed INT4 codes int8 [out, in] -> uint8 [out / 2, in], row 2k in the low nibble."""
-    nib = (codes.to(torch.int16) & 0x0F).to(torch.uint8)
-    return nib[0::2] | (nib[1::2] << 4)
+    return pack_nibbles(signed_to_nibbles(codes), dim=0)
 
 
 def unpack_int4_rows(packed: torch.Tensor) -> torch.Tensor:
-    nib = torch.stack((packed & 0x0F, packed >> 4), dim=1).reshape(-1, packed.shape[1])  # [out, in]
-    return torch.where(nib >= 8, nib.to(torch.int16) - 16, nib.to(torch.int16)).to(torch.int8)
+    return nibbles_to_signed(unpack_nibbles(packed, dim=0))
 
 
 def encode_linear(qw: QuantizedWeight, act: ActivationQuant | None, cfg: LayerConfig) -> dict[str, torch.Tensor]:
@@ -92,7 +90,7 @@ def encode_linear(qw: QuantizedWeight, act: ActivationQuant | None, cfg: LayerCo
         out[C.MO_WEIGHT_SCALE] = qw.scale.float()
         out[C.MO_PRE_QUANT_SCALE] = torch.ones(qw.shape[1], dtype=torch.bfloat16)
     elif algo == C.MO_ALGO_NVFP4:
-        out[C.MO_WEIGHT] = pack_e2m1(qw.data)
+        out[C.MO_WEIGHT] = pack_nibbles(qw.data)
         out[C.MO_WEIGHT_SCALE] = qw.scale.to(torch.float8_e4m3fn)
         out[C.MO_WEIGHT_SCALE_2] = qw.global_scale.float().reshape(())
         out[C.MO_INPUT_SCALE] = act.global_scale.float().reshape(())
@@ -203,7 +201,7 @@ def decode_linear(
         _check(packed, (out_f, in_f // 2), f"{name}.weight")
         scale = _need(tensors, C.MO_WEIGHT_SCALE, name).to(torch.float8_e4m3fn)
         _check(scale, (out_f, in_f // C.NVFP4_BLOCK_SIZE), f"{name}.weight_scale")
-        qw = QuantizedWeight(QuantFormat.NVFP4, shape, unpack_e2m1(packed), Granularity.BLOCK, scale=scale,
+        qw = QuantizedWeight(QuantFormat.NVFP4, shape, unpack_nibbles(packed), Granularity.BLOCK, scale=scale,
                              group_size=C.NVFP4_BLOCK_SIZE, global_scale=_need(tensors, C.MO_WEIGHT_SCALE_2, name).float().reshape(()),
                              bits=4)
         act = None

@@ -1,8 +1,10 @@
 """The build driver: recipe -> plan -> load -> calibrate -> passes -> export -> evaluate
--> report + manifest, written into a temporary directory renamed into place at the end.
+-> report + manifest, written into a temporary directory renamed into place at the end
+(compiler/outdir.py: what may be replaced, the lock held for the whole build, the swap).
 
 Steps, in order (each timed into the report):
-  plan        recipe validated, passes configured, target checked: before any weight is read
+  plan        recipe validated, passes configured, target checked, output directory checked
+              and locked: before any weight is read
   load        checkpoint opened as IR (memory-mapped) and validated
   data        calibration and evaluation token sets
   calibrate   activation statistics, once, if a pass needs them
@@ -14,8 +16,6 @@ Steps, in order (each timed into the report):
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ from inferc.core.errors import GateFailedError, InferCError
 from inferc.core.ir import ModelIR
 from inferc.compiler.manifest import MANIFEST_FILE, make_manifest
 from inferc.compiler.memory import PeakMemory
+from inferc.compiler.outdir import OutputDir
 from inferc.compiler.pipeline import Plan, make_plan, run_plan
 from inferc.compiler.recipe import EvalConfig, Recipe
 from inferc.compiler.targets import ExportFormat, Quant, Target, get_target
@@ -88,11 +89,6 @@ def resolve_target(recipe: Recipe) -> tuple[Target, str | None]:
     target = get_target(recipe.target)
     quant = recipe.quant or target.default_quant
     return target, target.check(quant, emulate=recipe.emulate)
-
-
-def check_output_dir(out_dir: Path, force: bool) -> None:
-    if out_dir.exists() and not force:
-        raise InferCError(f"output directory '{out_dir}' already exists; pass --force to replace it")
 
 
 _HELD_OUT_SEED_OFFSET = 1_000_003
@@ -177,7 +173,9 @@ def build(
     imatrix: Path | None = None,
 ) -> BuildResult:
     """Run a whole build. Raises InferCError subclasses for bad input; raises
-    BuildGateError (carrying the result) after the artifact is written when a gate fails."""
+    BuildGateError (carrying the result) after the artifact is written when a gate fails.
+    `out_dir` is locked from the plan step to the end; `force` replaces only an empty
+    folder or an inferc artifact (see compiler/outdir.py)."""
     announce = step or (lambda _s: None)
     records: list[PassRecord] = []
 
@@ -185,8 +183,31 @@ def build(
     target, emulation_note = _timed(records, "plan", lambda: resolve_target(recipe))
     plan = make_plan(recipe)
     out_dir = Path(out_dir)
-    check_output_dir(out_dir, force)
+    with OutputDir(out_dir, force) as out:
+        report = _build_into(out.temporary, recipe, plan, target, emulation_note, model_dir, device, progress, announce,
+                             imatrix, records)
+        out.commit()
+    result = BuildResult(out_dir, report)
+    failed = [g.name for g in report.gates if not g.passed]
+    if failed:
+        raise BuildGateError(result, f"gates failed: {', '.join(failed)} (artifact written to {out_dir}; see its report.md)")
+    return result
 
+
+def _build_into(
+    tmp: Path,
+    recipe: Recipe,
+    plan: Plan,
+    target: Target,
+    emulation_note: str | None,
+    model_dir: Path | None,
+    device: str,
+    progress: Progress | None,
+    announce: Step,
+    imatrix: Path | None,
+    records: list[PassRecord],
+) -> Report:
+    """Every step after plan, writing the artifact into the (empty) folder tmp."""
     announce("load")
     if model_dir is None and recipe.model:
         model_dir = Path(recipe.model)
@@ -214,53 +235,38 @@ def build(
     ir, pass_records = run_plan(plan, ir, ctx)
     records += [PassRecord(f"pass {r.name}", r.seconds, max(r.peak_rss_mb, r.peak_cuda_mb)) for r in pass_records]
 
-    tmp = out_dir.parent / f".{out_dir.name}.inferc-tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        announce("export")
-        exports = _timed(records, "export", lambda: _export(ir, recipe, target, tmp))
-        quality, speed = None, None
-        if recipe.eval.enabled and exports:
-            announce("evaluate")
-            quality, speed = _timed(records, "evaluate", lambda: _evaluate(recipe, base_ir, exports[0], data, device, progress))
-        report = Report(
-            model=model_label,
-            architecture=f"{ir.spec.model_type} ({ir.num_parameters():,} parameters)",
-            target=f"{target.name} ({target.arch})" + (f"; {emulation_note}" if emulation_note else ""),
-            recipe=f"{recipe.name} ({recipe.source})",
-            calibration=CalibrationInfo(data.calibration.source, data.calibration.sha256(), data.calibration.num_sequences,
-                                        data.calibration.seq_len) if data.calibration else None,
-            passes=records,
-            events=[EventRecord(e.pass_name, e.tensor, e.kind, e.detail) for e in ctx.events]
-            + [EventRecord("plan", n, "unquantized", why) for n, why in ir.unquantized.items()],
-            quality=quality,
-            quality_note="" if data.eval_is_corpus else "no corpus given: scored on held-out text sampled from the model itself",
-            speed=speed,
-            sizes=size_info(ir, [p for _, p in exports]),
-        )
-        report.gates = evaluate_gates(recipe.gates, quality, speed, report.sizes)
-        (tmp / REPORT_JSON).write_text(to_json(report))
-        (tmp / REPORT_MD).write_text(render_markdown(report))
-        manifest = make_manifest(
-            tmp, recipe.to_dict(), target.name,
-            {"path": str(ir.source.path), "name": model_label, "sha256": ir.source.sha256},
-            {"source": data.calibration.source, "sha256": data.calibration.sha256()} if data.calibration else None,
-        )
-        manifest["exports"] = [{"format": f.value, "path": p.relative_to(tmp).as_posix()} for f, p in exports]
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    result = BuildResult(out_dir, report)
-    failed = [g.name for g in report.gates if not g.passed]
-    if failed:
-        raise BuildGateError(result, f"gates failed: {', '.join(failed)} (artifact written to {out_dir}; see its report.md)")
-    return result
+    announce("export")
+    exports = _timed(records, "export", lambda: _export(ir, recipe, target, tmp))
+    quality, speed = None, None
+    if recipe.eval.enabled and exports:
+        announce("evaluate")
+        quality, speed = _timed(records, "evaluate", lambda: _evaluate(recipe, base_ir, exports[0], data, device, progress))
+    report = Report(
+        model=model_label,
+        architecture=f"{ir.spec.model_type} ({ir.num_parameters():,} parameters)",
+        target=f"{target.name} ({target.arch})" + (f"; {emulation_note}" if emulation_note else ""),
+        recipe=f"{recipe.name} ({recipe.source})",
+        calibration=CalibrationInfo(data.calibration.source, data.calibration.sha256(), data.calibration.num_sequences,
+                                    data.calibration.seq_len) if data.calibration else None,
+        passes=records,
+        events=[EventRecord(e.pass_name, e.tensor, e.kind, e.detail) for e in ctx.events]
+        + [EventRecord("plan", n, "unquantized", why) for n, why in ir.unquantized.items()],
+        quality=quality,
+        quality_note="" if data.eval_is_corpus else "no corpus given: scored on held-out text sampled from the model itself",
+        speed=speed,
+        sizes=size_info(ir, [p for _, p in exports]),
+    )
+    report.gates = evaluate_gates(recipe.gates, quality, speed, report.sizes)
+    (tmp / REPORT_JSON).write_text(to_json(report))
+    (tmp / REPORT_MD).write_text(render_markdown(report))
+    manifest = make_manifest(
+        tmp, recipe.to_dict(), target.name,
+        {"path": str(ir.source.path), "name": model_label, "sha256": ir.source.sha256},
+        {"source": data.calibration.source, "sha256": data.calibration.sha256()} if data.calibration else None,
+    )
+    manifest["exports"] = [{"format": f.value, "path": p.relative_to(tmp).as_posix()} for f, p in exports]
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return report
 
 
 class BuildGateError(GateFailedError):

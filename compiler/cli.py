@@ -4,14 +4,56 @@ table at the end, and one line plus a documented exit code for every user error.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 from inferc.compiler import __version__
-from inferc.core.errors import ExitCode, InferCError
+from inferc.core.errors import ExitCode, InferCError, Terminated
 from inferc.compiler.targets import TARGETS, Quant
+
+
+class _Signals:
+    """SIGINT raises KeyboardInterrupt and SIGTERM raises Terminated, so a build's `finally`
+    blocks remove its temporary folder and lock; each arrival is recorded, so that the
+    interruption is reported as one even where a library has turned the exception into
+    another, and raised again at the next step or progress update where one swallowed it."""
+
+    def __init__(self) -> None:
+        self.arrived: list[int] = []
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.arrived.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    def raise_pending(self) -> None:
+        if self.arrived:
+            raise Terminated() if self.arrived[0] == signal.SIGTERM else KeyboardInterrupt()
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        self.arrived.clear()
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {signal.SIGTERM: signal.getsignal(signal.SIGTERM), signal.SIGINT: signal.getsignal(signal.SIGINT)}
+        if previous[signal.SIGTERM] is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, self._handle)
+        if previous[signal.SIGINT] is signal.default_int_handler:  # not where it is ignored (a background job)
+            signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+_SIGNALS = _Signals()
 
 
 class _Bars:
@@ -22,6 +64,7 @@ class _Bars:
         self._bars: dict[str, Any] = {}
 
     def __call__(self, label: str, done: int, total: int) -> None:
+        _SIGNALS.raise_pending()
         if not self.enabled:
             return
         from tqdm import tqdm
@@ -36,6 +79,7 @@ class _Bars:
 
 
 def _step(name: str) -> None:
+    _SIGNALS.raise_pending()
     click.echo(f"[inferc] {name}", err=True)
 
 
@@ -59,7 +103,7 @@ def cli(verbose: int) -> None:
 @click.option("--quant", type=click.Choice([q.value for q in Quant]), help="Quantization preset; default: the target's.")
 @click.option("--recipe", "recipe_file", type=click.Path(path_type=Path), help="Recipe YAML (instead of --quant).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output directory (default: out/<model>-<quant>-<target>).")
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--force", is_flag=True, help="Replace an existing inferc artifact (or an empty folder) at --out; nothing else is replaced.")
 @click.option("--emulate", is_flag=True, help="Allow a quant the target cannot run natively.")
 @click.option("--dataset", help="Corpus for calibration and evaluation (.txt/.jsonl, or hf:<name>); default: text sampled from the model.")
 @click.option("--eval-chunks", type=int, help="Evaluation chunks of ctx_len tokens.")
@@ -208,22 +252,34 @@ def targets() -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
+def _interrupted(signum: int) -> int:
+    if signum == signal.SIGTERM:
+        click.echo("inferc: interrupted (SIGTERM)", err=True)
+        return ExitCode.TERMINATED
+    click.echo("inferc: interrupted", err=True)
+    return ExitCode.INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors become one line on stderr and a documented exit code."""
-    try:
-        cli.main(args=argv, prog_name="inferc", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("inferc: interrupted", err=True)
-        return 130
-    except click.ClickException as exc:
-        click.echo(f"inferc: {exc.format_message()}", err=True)
-        return ExitCode.USAGE
-    except InferCError as exc:
-        click.echo(f"inferc: error: {exc}", err=True)
-        return int(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("inferc: interrupted", err=True)
-        return 130
+    """Entry point: user errors become one line on stderr and a documented exit code;
+    SIGINT and SIGTERM one line and 130 / 143, once the build has cleaned up."""
+    with _SIGNALS.installed():
+        try:
+            cli.main(args=argv, prog_name="inferc", standalone_mode=False)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            return _interrupted(_SIGNALS.arrived[0] if _SIGNALS.arrived else signal.SIGINT)
+        except Terminated:
+            return _interrupted(signal.SIGTERM)
+        except Exception as exc:
+            if _SIGNALS.arrived:  # the signal's exception, turned into another on its way up
+                return _interrupted(_SIGNALS.arrived[0])
+            if isinstance(exc, click.ClickException):
+                click.echo(f"inferc: {exc.format_message()}", err=True)
+                return ExitCode.USAGE
+            if isinstance(exc, InferCError):
+                click.echo(f"inferc: error: {exc}", err=True)
+                return int(exc.exit_code)
+            raise
     return ExitCode.OK
 
 

@@ -13,6 +13,7 @@ from inferc.compiler import __version__
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
+GENERATOR = "inferc"
 _TRACKED_PACKAGES = ("torch", "numpy", "safetensors", "transformers", "compressed-tensors", "gguf", "llama-cpp-python", "tokenizers")
 
 
@@ -53,6 +54,7 @@ def make_manifest(
     calibration: dict[str, Any] | None,
 ) -> dict[str, Any]:
     return {
+        "generator": GENERATOR,
         "manifest_version": MANIFEST_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": package_versions(),
@@ -62,3 +64,13 @@ def make_manifest(
         "calibration": calibration,
         "files": list_files(root),
     }
+
+
+def is_inferc_manifest(data: Any) -> bool:
+    """Whether parsed manifest.json content was written by inferc: it says so, or (written
+    before the `generator` field) it has inferc's `manifest_version` and `files` list."""
+    if not isinstance(data, dict):
+        return False
+    if data.get("generator") == GENERATOR:
+        return True
+    return "generator" not in data and isinstance(data.get("manifest_version"), int) and isinstance(data.get("files"), list)

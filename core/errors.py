@@ -14,6 +14,8 @@ class ExitCode(IntEnum):
     UNSUPPORTED = 3  # a valid request inferc or the target cannot do
     GATE_FAILED = 4  # the build finished but a quality or speed gate failed
     MISSING_DEPENDENCY = 5  # an optional package is needed and absent
+    INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2, as a shell reports it
+    TERMINATED = 143  # SIGTERM: 128 + 15
 
 
 class InferCError(Exception):
@@ -53,6 +55,19 @@ class MissingDependencyError(InferCError):
         cmd = install or f"pip install {package}"
         super().__init__(f"{purpose} needs the '{package}' package, which is not installed; run: {cmd}")
         self.package = package
+
+
+class OutputDirError(InferCError):
+    """An output path a build may not write or replace (not inferc's, or the current directory)."""
+
+
+class OutputBusyError(InferCError):
+    """Another build holds the output directory's lock."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. The CLI's handler raises it so that `finally` blocks clean up, as
+    they do for KeyboardInterrupt; like KeyboardInterrupt, no `except Exception` stops it."""
 
 
 class GateFailedError(InferCError):

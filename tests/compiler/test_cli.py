@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import textwrap
 
 import pytest
 
+import inferc.compiler.cli as cli_module
 from inferc.compiler.cli import main
-from inferc.core.errors import ExitCode
+from inferc.core.errors import ExitCode, Terminated
 
 pytestmark = pytest.mark.e2e
 
@@ -116,3 +118,32 @@ def test_recipe_show_and_targets(capsys):
     assert code == 0 and "quantize_fp8" in stdout
     code, stdout, _ = _run(["targets"], capsys)
     assert code == 0 and "h100" in stdout and "q4_k_m" in stdout
+
+
+def _signalled_then(after):
+    """A command body that gets SIGTERM, then does `after` with the exception it raised."""
+
+    def body(**_kwargs):
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except Terminated as exc:
+            after(exc)
+
+    return body
+
+
+def _converted(exc):
+    raise ValueError("a library's own error") from exc  # what safetensors' Rust side did with it
+
+
+def _swallowed(_exc):
+    cli_module._step("export")  # the next step announcement raises it again
+
+
+@pytest.mark.parametrize("after", [_converted, _swallowed], ids=["converted", "swallowed"])
+def test_sigterm_is_reported_as_such_whatever_a_library_did_with_its_exception(monkeypatch, capsys, after):
+    monkeypatch.setattr(cli_module.cli, "main", _signalled_then(after))
+    previous = signal.getsignal(signal.SIGTERM)
+    code, _, err = _run(["targets"], capsys)
+    assert code == ExitCode.TERMINATED and err.strip().splitlines()[-1] == "inferc: interrupted (SIGTERM)"
+    assert "[inferc] export" not in err and signal.getsignal(signal.SIGTERM) is previous

@@ -3,9 +3,12 @@ linear over their parts, after checking that the parts can run as one matrix."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from inferc.core.errors import UnsupportedError
 from inferc.core.ir import Linear, ModelIR, Node
 from inferc.core.numerics import why_not_joinable
+from inferc.passes.base import PassContext
 
 
 def why_not_fusable(model: ModelIR, linears: list[Linear]) -> str | None:
@@ -55,3 +58,27 @@ def rewrite(nodes: tuple[Node, ...], replaced: dict[int, Node | None]) -> list[N
         else:
             out.append(node)
     return out
+
+
+def fuse_inputs_of(model: ModelIR, ctx: PassContext, pass_name: str, reader: type, fields: tuple[str, ...], out: str) -> ModelIR:
+    """For every `reader` node (Attention, GatedAct) whose `fields` are linears' outputs,
+    one linear over those linears' parts writes `l{layer}.{out}`, which the reader takes
+    packed in its first field (the others become None)."""
+    graph = model.graph
+    index = {id(n): k for k, n in enumerate(graph.nodes)}
+    replaced: dict[int, Node | None] = {}
+    for node in [n for n in graph.nodes if isinstance(n, reader)]:
+        if node.packed:
+            ctx.event(pass_name, f"layers.{node.layer}", "skipped", f"{', '.join(fields)} are one linear already")
+            continue
+        linears = [graph.producer(getattr(node, f)) for f in fields]
+        if not all(isinstance(lin, Linear) for lin in linears):
+            ctx.event(pass_name, f"layers.{node.layer}", "skipped", f"{', '.join(fields)} are not all linears' outputs")
+            continue
+        fused = join(model, pass_name, linears, f"l{node.layer}.{out}")  # type: ignore[arg-type]
+        first, *rest = sorted(index[id(lin)] for lin in linears)
+        replaced[first] = fused
+        replaced.update({k: None for k in rest})
+        replaced[index[id(node)]] = dataclasses.replace(node, **{fields[0]: fused.out}, **{f: None for f in fields[1:]})
+    model.graph = graph.replace_nodes(rewrite(graph.nodes, replaced))
+    return model

@@ -4,11 +4,10 @@ fuse_qkv; the tensors keep their names, so exports are unchanged."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from inferc.core.ir import GatedAct, Linear, ModelIR
-from inferc.passes._joining import join, rewrite
+from inferc.core.ir import GatedAct, ModelIR
+from inferc.passes._joining import fuse_inputs_of
 from inferc.passes.base import Pass, PassContext, register_pass
 
 
@@ -19,20 +18,4 @@ class FuseGateUp(Pass):
         pass
 
     def run(self, model: ModelIR, ctx: PassContext) -> ModelIR:
-        graph = model.graph
-        index = {id(n): k for k, n in enumerate(graph.nodes)}
-        replaced: dict[int, object] = {}
-        for act in [n for n in graph.nodes if isinstance(n, GatedAct)]:
-            if act.packed:
-                ctx.event(self.name, f"layers.{act.layer}", "skipped", "gate and up are one linear already")
-                continue
-            linears = [graph.producer(act.gate), graph.producer(act.up)]  # type: ignore[arg-type]
-            if not all(isinstance(lin, Linear) for lin in linears):
-                ctx.event(self.name, f"layers.{act.layer}", "skipped", "gate or up is not a linear's output")
-                continue
-            fused = join(model, self.name, linears, f"l{act.layer}.gate_up")  # type: ignore[arg-type]
-            first, rest = sorted(index[id(lin)] for lin in linears)
-            replaced[first], replaced[rest] = fused, None
-            replaced[index[id(act)]] = dataclasses.replace(act, gate=fused.out, up=None)
-        model.graph = graph.replace_nodes(rewrite(graph.nodes, replaced))  # type: ignore[arg-type]
-        return model
+        return fuse_inputs_of(model, ctx, self.name, GatedAct, ("gate", "up"), "gate_up")

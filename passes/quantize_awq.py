@@ -35,18 +35,8 @@ import torch
 from inferc.calibration.layerwise import LayerInputs, calibrate_layerwise
 from inferc.core.errors import CalibrationError, RecipeError
 from inferc.core.ir import Attention, GatedAct, Linear, LinearPart, ModelIR, Node, RMSNorm, Role, SkipRMSNorm
-from inferc.passes.activations import (
-    WeightQuantConfig,
-    activation_requirements,
-    annotate_activations,
-)
-from inferc.passes.base import (
-    Pass,
-    PassContext,
-    Requirement,
-    register_pass,
-    select_targets,
-)
+from inferc.passes.activations import WeightQuantConfig, activation_requirements, annotate_activations
+from inferc.passes.base import Pass, PassContext, Requirement, register_pass, select_targets
 from inferc.core.numerics.awq import Block, apply_clip, linear_outputs, search_clip, search_scales
 from inferc.passes.quantize_rtn import bind_format, rtn_quantize
 

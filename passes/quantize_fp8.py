@@ -8,14 +8,7 @@ from typing import Literal
 
 from inferc.core.ir import ModelIR
 from inferc.passes.activations import annotate_activations
-from inferc.passes.base import (
-    Pass,
-    PassContext,
-    Requirement,
-    fused_groups,
-    register_pass,
-    select_targets,
-)
+from inferc.passes.base import Pass, PassContext, Requirement, fused_groups, register_pass, select_targets
 from inferc.core.numerics import quantize_joint
 from inferc.core.numerics.fp8 import FP8WeightFormat
 

@@ -19,25 +19,9 @@ import torch
 from inferc.calibration.layerwise import calibrate_linear_groups
 from inferc.core.errors import CalibrationError, RecipeError
 from inferc.core.ir import ModelIR
-from inferc.passes.activations import (
-    WeightQuantConfig,
-    activation_requirements,
-    annotate_activations,
-)
-from inferc.passes.base import (
-    Pass,
-    PassContext,
-    Requirement,
-    fused_groups,
-    register_pass,
-    select_targets,
-)
-from inferc.core.numerics.gptq import (
-    HessianAccumulator,
-    SingularHessianError,
-    accumulate_hessian,
-    gptq_quantize_shared,
-)
+from inferc.passes.activations import WeightQuantConfig, activation_requirements, annotate_activations
+from inferc.passes.base import Pass, PassContext, Requirement, fused_groups, register_pass, select_targets
+from inferc.core.numerics.gptq import HessianAccumulator, SingularHessianError, accumulate_hessian, gptq_quantize_shared
 from inferc.passes.quantize_rtn import bind_format, rtn_quantize
 
 

@@ -8,24 +8,10 @@ from dataclasses import dataclass
 
 import torch
 from inferc.core.ir import ModelIR
-from inferc.passes.activations import (
-    WeightQuantConfig,
-    activation_requirements,
-    annotate_activations,
-)
-from inferc.passes.base import (
-    Pass,
-    PassContext,
-    Requirement,
-    fused_groups,
-    register_pass,
-    select_targets,
-)
+from inferc.passes.activations import WeightQuantConfig, activation_requirements, annotate_activations
+from inferc.passes.base import Pass, PassContext, Requirement, fused_groups, register_pass, select_targets
 from inferc.core.numerics import quantize_joint
-from inferc.core.numerics.choose import (
-    WeightFormatName,
-    weight_format_for,
-)
+from inferc.core.numerics.choose import WeightFormatName, weight_format_for
 
 
 def bind_format(model: ModelIR, ctx: PassContext, pass_name: str, cfg, name: str):

@@ -22,6 +22,7 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import ClassVar
 
 from inferc.core.ir.spec import ArchSpec, RopeSpec
 
@@ -67,19 +68,24 @@ class LinearPart:
 
 @dataclass(frozen=True, kw_only=True)
 class Node:
+    """A node names its value and tensor fields; `inputs`, `outputs` and `tensors` read them."""
+
     layer: int | None = None  # decoder layer, None for the embedding and the head
+    IN: ClassVar[tuple[str, ...]] = ()  # fields holding the values read (None: absent)
+    OUT: ClassVar[tuple[str, ...]] = ()  # fields holding the values written
+    TENSORS: ClassVar[tuple[str, ...]] = ()  # fields holding tensor names (None: absent)
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        return ()
+        return tuple(v for f in self.IN if (v := getattr(self, f)) is not None)
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        return ()
+        return tuple(getattr(self, f) for f in self.OUT)
 
     def tensors(self) -> tuple[str, ...]:
         """IR names of the tensors this node reads."""
-        return ()
+        return tuple(v for f in self.TENSORS if (v := getattr(self, f)) is not None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,12 +94,7 @@ class Embed(Node):
     out: str
     weight: str
     scale: float = 1.0
-
-    inputs = property(lambda self: (self.ids,))
-    outputs = property(lambda self: (self.out,))
-
-    def tensors(self) -> tuple[str, ...]:
-        return (self.weight,)
+    IN, OUT, TENSORS = ("ids",), ("out",), ("weight",)
 
     def __str__(self) -> str:
         return f"{self.out} = embed({self.ids}, {self.weight}{_attr(scale=self.scale, default=1.0)})"
@@ -108,12 +109,7 @@ class RMSNorm(Node):
     weight: str
     eps: float
     offset: float = 0.0
-
-    inputs = property(lambda self: (self.x,))
-    outputs = property(lambda self: (self.out,))
-
-    def tensors(self) -> tuple[str, ...]:
-        return (self.weight,)
+    IN, OUT, TENSORS = ("x",), ("out",), ("weight",)
 
     def __str__(self) -> str:
         return f"{self.out} = rms_norm({self.x}, {self.weight}, eps={self.eps:g}{_attr(offset=self.offset, default=0.0)})"
@@ -131,12 +127,7 @@ class SkipRMSNorm(Node):
     weight: str
     eps: float
     offset: float = 0.0
-
-    inputs = property(lambda self: (self.x, self.skip))
-    outputs = property(lambda self: (self.out, self.sum_out))
-
-    def tensors(self) -> tuple[str, ...]:
-        return (self.weight,)
+    IN, OUT, TENSORS = ("x", "skip"), ("out", "sum_out"), ("weight",)
 
     def __str__(self) -> str:
         off = _attr(offset=self.offset, default=0.0)
@@ -152,9 +143,7 @@ class Linear(Node):
     parts: tuple[LinearPart, ...]
     bias: bool = False
     tied: bool = False  # the LM head reading the embedding's tensor
-
-    inputs = property(lambda self: (self.x,))
-    outputs = property(lambda self: (self.out,))
+    IN, OUT = ("x",), ("out",)
 
     def tensors(self) -> tuple[str, ...]:
         return tuple(p.weight for p in self.parts) + (tuple(p.bias_name for p in self.parts) if self.bias else ())
@@ -217,19 +206,11 @@ class Attention(Node):
     k_norm: str | None = None
     norm_eps: float = 1e-6
     norm_offset: float = 0.0
+    IN, OUT, TENSORS = ("q", "k", "v"), ("out",), ("q_norm", "k_norm")
 
     @property
     def packed(self) -> bool:
         return self.k is None
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.q,) if self.packed else (self.q, self.k, self.v)  # type: ignore[return-value]
-
-    outputs = property(lambda self: (self.out,))
-
-    def tensors(self) -> tuple[str, ...]:
-        return tuple(n for n in (self.q_norm, self.k_norm) if n)
 
     def __str__(self) -> str:
         ins = ", ".join(self.inputs)
@@ -253,16 +234,11 @@ class GatedAct(Node):
     up: str | None
     out: str
     act: str  # silu | gelu_pytorch_tanh | gelu
+    IN, OUT = ("gate", "up"), ("out",)
 
     @property
     def packed(self) -> bool:
         return self.up is None
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.gate,) if self.packed else (self.gate, self.up)  # type: ignore[return-value]
-
-    outputs = property(lambda self: (self.out,))
 
     def __str__(self) -> str:
         if self.packed:
@@ -275,9 +251,7 @@ class Add(Node):
     a: str
     b: str
     out: str
-
-    inputs = property(lambda self: (self.a, self.b))
-    outputs = property(lambda self: (self.out,))
+    IN, OUT = ("a", "b"), ("out",)
 
     def __str__(self) -> str:
         return f"{self.out} = {self.a} + {self.b}"
@@ -288,9 +262,7 @@ class SoftCap(Node):
     x: str
     out: str
     cap: float
-
-    inputs = property(lambda self: (self.x,))
-    outputs = property(lambda self: (self.out,))
+    IN, OUT = ("x",), ("out",)
 
     def __str__(self) -> str:
         return f"{self.out} = {self.cap:g} * tanh({self.x} / {self.cap:g})"

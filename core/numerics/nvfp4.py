@@ -19,17 +19,8 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
-from inferc.core.ir.quant import (
-    ActivationQuant,
-    Granularity,
-    QuantFormat,
-    QuantizedWeight,
-)
-from inferc.core.numerics.base import (
-    QParams,
-    register_activation_quantizer,
-    register_dequantizer,
-)
+from inferc.core.ir.quant import ActivationQuant, Granularity, QuantFormat, QuantizedWeight
+from inferc.core.numerics.base import QParams, register_activation_quantizer, register_dequantizer
 from inferc.core.numerics.int4 import check_group_size, expand_groups
 from inferc.core.numerics.packing import pack_nibbles, unpack_nibbles
 

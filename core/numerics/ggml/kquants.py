@@ -21,11 +21,7 @@ from inferc.core.numerics.ggml._common import (
     seq_sum,
     to_torch_bytes,
 )
-from inferc.core.numerics.ggml.search import (
-    GROUP_MAX_EPS,
-    min_scale_search,
-    symmetric_scale_search,
-)
+from inferc.core.numerics.ggml.search import GROUP_MAX_EPS, min_scale_search, symmetric_scale_search
 
 QK_K = 256
 Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES = 144, 176, 210

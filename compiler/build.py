@@ -64,6 +64,7 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 HF_DIR = "hf"
 GGUF_FILE = "model.gguf"
+ONNX_DIR = "onnx"
 
 
 @dataclass
@@ -85,7 +86,8 @@ def resolve_target(recipe: Recipe) -> tuple[Target, str | None]:
         raise InferCError("no target: pass --target (see `inferc targets`) or set 'target:' in the recipe")
     target = get_target(recipe.target)
     quant = recipe.quant or target.default_quant
-    return target, target.check(quant, emulate=recipe.emulate)
+    formats = tuple(e.format for e in recipe.export) or target.default_formats
+    return target, target.check(quant, emulate=recipe.emulate, formats=formats)
 
 
 def check_output_dir(out_dir: Path, force: bool) -> None:
@@ -160,6 +162,11 @@ def _export(model: ModelIR, recipe: Recipe, target: Target, root: Path) -> list[
             layout = getattr(spec, "layout", "compressed-tensors")
             path = root / (HF_DIR if layout == "compressed-tensors" else f"{HF_DIR}-{layout}")
             export_hf(model, path, layout=layout)
+        elif fmt is ExportFormat.ONNX:
+            from inferc.formats.onnx import Flavour, OnnxConfig, export_onnx
+
+            cfg = OnnxConfig(flavour=Flavour(spec.flavour), dtype=spec.dtype, accuracy_level=spec.accuracy_level)
+            path = export_onnx(model, root / ONNX_DIR, cfg).parent
         else:
             path = root / GGUF_FILE
             export_gguf(model, path)
@@ -173,6 +180,10 @@ def _candidate_backend(fmt: ExportFormat, path: Path, device: str):
         from inferc.runtime.llamacpp_backend import LlamaCppBackend
 
         return LlamaCppBackend(path)
+    if fmt is ExportFormat.ONNX:
+        from inferc.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path)
     return TorchBackend(load_checkpoint(path), device=device)
 
 
@@ -300,7 +311,7 @@ def _evaluate(recipe: Recipe, base_ir: ModelIR, export: tuple[ExportFormat, Path
 
 def size_info(ir: ModelIR, paths: list[Path]) -> SizeInfo:
     """Artifact bytes, and bits per weight over the weight files (safetensors, GGUF)."""
-    weight_files = [f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".safetensors", ".gguf")]
+    weight_files = [f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".safetensors", ".gguf", ".data")]
     weight_bytes = artifact_size(weight_files)
     n = ir.num_parameters()
     return SizeInfo(artifact_bytes=artifact_size(paths), weight_bytes=weight_bytes, n_weights=n,

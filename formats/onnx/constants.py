@@ -34,6 +34,12 @@ def present_value(i: int) -> str:
     return f"present.{i}.value"
 
 
+# metadata_props the runtime reads: which flavour (ort: GroupQueryAttention may share one
+# past/present buffer of max positions), the activation dtype, the rotary table length
+META_FLAVOUR = "inferc.flavour"
+META_DTYPE = "inferc.dtype"
+META_MAX_POSITIONS = "inferc.max_positions"
+
 # dynamic axes
 BATCH = "batch_size"
 SEQUENCE = "sequence_length"

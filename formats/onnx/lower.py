@@ -425,6 +425,8 @@ class _Lowering:
         g = helper.make_graph(self.nodes, f"inferc_{self.ir.spec.model_type}", inputs, outputs, self.inits)
         opsets = [helper.make_opsetid("", C.OPSET)] + ([helper.make_opsetid(C.MS_DOMAIN, C.MS_OPSET)] if self.ort else [])
         model = helper.make_model(g, opset_imports=opsets, ir_version=C.IR_VERSION, producer_name="inferc")
+        helper.set_model_props(model, {C.META_FLAVOUR: self.cfg.flavour.value, C.META_DTYPE: self.cfg.dtype,
+                                       C.META_MAX_POSITIONS: str(self.cfg.max_positions or self.ir.spec.max_position_embeddings)})
         return model
 
 

@@ -67,6 +67,7 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 HF_DIR = "hf"
 GGUF_FILE = "model.gguf"
+ONNX_DIR = "onnx"
 
 
 @dataclass
@@ -88,7 +89,8 @@ def resolve_target(recipe: Recipe) -> tuple[Target, str | None]:
         raise InferCError("no target: pass --target (see `inferc targets`) or set 'target:' in the recipe")
     target = get_target(recipe.target)
     quant = recipe.quant or target.default_quant
-    return target, target.check(quant, emulate=recipe.emulate)
+    formats = tuple(e.format for e in recipe.export) or target.default_formats
+    return target, target.check(quant, emulate=recipe.emulate, formats=formats)
 
 
 _HELD_OUT_SEED_OFFSET = 1_000_003
@@ -296,7 +298,7 @@ def _evaluate(recipe: Recipe, base_ir: ModelIR, export: tuple[ExportFormat, Path
 
 def size_info(ir: ModelIR, paths: list[Path]) -> SizeInfo:
     """Artifact bytes, and bits per weight over the weight files (safetensors, GGUF)."""
-    weight_files = [f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".safetensors", ".gguf")]
+    weight_files = [f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".safetensors", ".gguf", ".data")]
     weight_bytes = artifact_size(weight_files)
     n = ir.num_parameters()
     return SizeInfo(artifact_bytes=artifact_size(paths), weight_bytes=weight_bytes, n_weights=n,

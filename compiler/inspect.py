@@ -17,6 +17,8 @@ def inspect_path(path: Path) -> tuple[Rows, list[tuple]]:
     path = Path(path)
     if path.is_file() and path.suffix == ".gguf":
         return _inspect_gguf(path)
+    if path.is_file() and path.suffix == ".onnx":
+        return _inspect_onnx(path)
     if path.is_dir() and (path / MANIFEST_FILE).is_file():
         return _inspect_artifact(path)
     if path.is_dir():
@@ -92,6 +94,23 @@ def _inspect_gguf(path: Path) -> tuple[Rows, list[tuple]]:
     return summary, rows
 
 
+def _inspect_onnx(path: Path) -> tuple[Rows, list[tuple]]:
+    from inferc.formats.onnx.reader import read_onnx_summary
+
+    s = read_onnx_summary(path)
+    summary = [
+        ("path", str(path)),
+        ("format", "ONNX, opsets " + ", ".join(f"{d} {v}" for d, v in s.opsets.items())),
+        ("flavour", s.metadata.get("inferc.flavour", "?")),
+        ("weight bytes", f"{s.weight_bytes:,} ({s.weight_bytes / 2**20:.1f} MiB)"),
+        ("bits per weight", f"{s.bits_per_weight:.3f}"),
+        ("weight types", ", ".join(f"{n} {t}" for t, n in sorted(s.initializer_types.items()))),
+        ("operators", ", ".join(f"{n} {op}" for op, n in s.op_counts.items())),
+    ]
+    rows: list[tuple] = [("operator", "count")] + [(op, str(n)) for op, n in s.op_counts.items()]
+    return summary, rows
+
+
 def _inspect_artifact(path: Path) -> tuple[Rows, list[tuple]]:
     manifest = json.loads((path / MANIFEST_FILE).read_text())
     summary: Rows = [
@@ -104,7 +123,9 @@ def _inspect_artifact(path: Path) -> tuple[Rows, list[tuple]]:
     ]
     rows: list[tuple] = []
     for sub in sorted(path.iterdir()):
-        if sub.suffix == ".gguf" or (sub.is_dir() and (sub / "config.json").is_file()):
+        if sub.is_dir() and (sub / "model.onnx").is_file():
+            sub = sub / "model.onnx"
+        if sub.suffix in (".gguf", ".onnx") or (sub.is_dir() and (sub / "config.json").is_file()):
             inner, inner_rows = inspect_path(sub)
             summary += [(f"{sub.name}: {k}", v) for k, v in inner if k != "path"]
             rows += inner_rows if not rows else inner_rows[1:]

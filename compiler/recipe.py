@@ -59,6 +59,16 @@ class PassSpec:
 class ExportSpec:
     format: ExportFormat
     layout: Literal["compressed-tensors", "modelopt"] = "compressed-tensors"
+    # onnx only: which operators (ort: ONNX Runtime's fused ones; standard: opset 21 only),
+    # activation dtype, and MatMulNBits' accuracy_level (0 unset, 1 fp32 ... 4 int8)
+    flavour: Literal["ort", "standard"] = "ort"
+    dtype: Literal["fp32", "fp16"] = "fp32"
+    accuracy_level: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.format is ExportFormat.ONNX:
+            return {"format": self.format.value, "flavour": self.flavour, "dtype": self.dtype, "accuracy_level": self.accuracy_level}
+        return {"format": self.format.value, "layout": self.layout}
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,7 @@ class Recipe:
             "model": self.model,
             "calibration": dataclasses.asdict(self.calibration),
             "pipeline": [{"pass": p.name, "options": dict(p.options)} for p in self.pipeline],
-            "export": [{"format": e.format.value, "layout": e.layout} for e in self.export],
+            "export": [e.to_dict() for e in self.export],
             "eval": dataclasses.asdict(self.eval),
             "gates": dict(self.gates),
         }

@@ -26,6 +26,7 @@ class Quant(str, Enum):
 class ExportFormat(str, Enum):
     HF = "hf"  # quantized HF checkpoint (compressed-tensors or ModelOpt layout)
     GGUF = "gguf"
+    ONNX = "onnx"  # model.onnx + model.onnx.data (ort or standard flavour)
 
 
 _INT4_WEIGHT_ONLY = (Quant.AWQ, Quant.GPTQ, Quant.RTN)
@@ -41,11 +42,13 @@ class Target:
     default_quant: Quant
     default_formats: tuple[ExportFormat, ...]
     why_not: dict[Quant, str]  # reason a quant is not native here
+    native_by_format: tuple[tuple[ExportFormat, tuple[Quant, ...]], ...] = ()  # more natives when exporting a format
 
-    def check(self, quant: Quant, emulate: bool = False) -> str | None:
-        """None if `quant` runs natively; a warning text if emulation was asked for;
-        raises UnsupportedError otherwise, naming the reason and the alternatives."""
-        if quant in self.native:
+    def check(self, quant: Quant, emulate: bool = False, formats: tuple[ExportFormat, ...] = ()) -> str | None:
+        """None if `quant` runs natively (with the export formats asked for); a warning text
+        if emulation was asked for; raises UnsupportedError otherwise, naming the reason
+        and the alternatives."""
+        if quant in self.native or any(quant in qs for f, qs in self.native_by_format if f in formats):
             return None
         reason = self.why_not.get(quant, f"{self.name} has no kernels for {quant.value}")
         if emulate:
@@ -85,14 +88,16 @@ TARGETS: dict[str, Target] = {
         Target(
             "cpu",
             "cpu",
-            "CPU through llama.cpp (GGUF)",
+            "CPU through llama.cpp (GGUF) or ONNX Runtime (ONNX)",
             (Quant.BF16, *_GGUF),
             Quant.Q4_K_M,
             (ExportFormat.GGUF,),
             {
                 **{q: "no CPU kernels in llama.cpp for this format; use a GGUF mixture such as q4_k_m" for q in (Quant.FP8, Quant.NVFP4)},
-                **{q: "CPU artifacts are GGUF; its 4-bit choice is q4_k_m (or q4_k_s)" for q in _INT4_WEIGHT_ONLY},
+                **{q: "CPU GGUF artifacts take q4_k_m (or q4_k_s) as 4-bit; INT4 runs on CPU as ONNX (the gptq_onnx preset)"
+                   for q in _INT4_WEIGHT_ONLY},
             },
+            ((ExportFormat.ONNX, _INT4_WEIGHT_ONLY),),  # MatMulNBits
         ),
     )
 }

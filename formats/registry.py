@@ -34,5 +34,6 @@ def get_exporter(name: str) -> Exporter:
 
 
 def _load() -> None:
+    from inferc.formats import onnx  # noqa: F401  (registers onnx)
     from inferc.formats.gguf import writer  # noqa: F401  (registers gguf)
     from inferc.formats.hf import writer as _hf  # noqa: F401  (registers hf)

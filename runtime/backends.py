@@ -46,4 +46,4 @@ def open_backend(path: Path, device: str = "cpu", name: str | None = None) -> Ba
 
 
 def _load() -> None:
-    from inferc.runtime import llamacpp_backend, torch_backend  # noqa: F401  (register llamacpp, torch)
+    from inferc.runtime import llamacpp_backend, onnxruntime_backend, torch_backend  # noqa: F401  (register them)

@@ -38,6 +38,7 @@ from inferc.core.ir import (
     SoftCap,
 )
 from inferc.core.numerics import dequantize, fake_quantize_activation
+from inferc.core.numerics.rope import rope_inv_freq
 
 # observer(linear_weight_name, input [..., in_features])
 Observer = Callable[[str, torch.Tensor], None]
@@ -69,23 +70,6 @@ class KVCache:
             v = torch.cat([self.values[layer], v], dim=2)
         self.keys[layer], self.values[layer] = k, v
         return k, v
-
-
-def rope_inv_freq(rope: RopeSpec, dim: int) -> torch.Tensor:
-    """Inverse frequencies of the `dim` rotated dims of a head."""
-    inv = 1.0 / (rope.theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
-    if rope.kind == "linear":
-        inv = inv / rope.factor
-    elif rope.kind == "llama3":
-        low_wavelen = rope.original_max_position / rope.low_freq_factor
-        high_wavelen = rope.original_max_position / rope.high_freq_factor
-        wavelen = 2 * torch.pi / inv
-        scaled = torch.where(wavelen > low_wavelen, inv / rope.factor, inv)
-        smooth = (rope.original_max_position / wavelen - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor)
-        mid = (1 - smooth) * scaled / rope.factor + smooth * scaled
-        is_mid = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
-        inv = torch.where(is_mid, mid, scaled)
-    return inv.float()
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -147,3 +147,38 @@ def test_sigterm_is_reported_as_such_whatever_a_library_did_with_its_exception(m
     code, _, err = _run(["targets"], capsys)
     assert code == ExitCode.TERMINATED and err.strip().splitlines()[-1] == "inferc: interrupted (SIGTERM)"
     assert "[inferc] export" not in err and signal.getsignal(signal.SIGTERM) is previous
+ONNX_RECIPE = """\
+version: 1
+name: tiny-int4-onnx
+quant: rtn
+target: cpu
+pipeline:
+  - pass: quantize_rtn
+    options: {format: int4, group_size: 32}
+  - pass: fuse_qkv
+  - pass: fuse_gate_up
+  - pass: fuse_residual_norm
+export: [{format: onnx, flavour: ort}]
+eval: {num_samples: 2, sample_len: 32, speed: {prompt_len: 8, gen_len: 4, repeats: 2}}
+"""
+
+
+def test_cpu_build_exports_onnx_and_evaluates_it_with_onnxruntime(tiny_checkpoint, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    recipe, out = tmp_path / "onnx.yaml", tmp_path / "art"
+    recipe.write_text(ONNX_RECIPE)
+    code, _, err = _run(["build", "--model", tiny_checkpoint("llama"), "--recipe", recipe, "--out", out, "--quiet"], capsys)
+    assert code == ExitCode.OK, err
+    assert (out / "onnx" / "model.onnx").is_file() and (out / "onnx" / "model.onnx.data").is_file()
+    report = json.loads((out / "report.json").read_text())
+    assert 0 <= report["quality"]["kld_mean"] < 0.05 and report["speed"]["decode_tok_s"] > 0
+    code, stdout, err = _run(["inspect", out / "onnx" / "model.onnx"], capsys)
+    assert code == ExitCode.OK, err
+    assert "MatMulNBits" in stdout and "GroupQueryAttention" in stdout and "ort" in stdout
+
+
+def test_int4_on_cpu_without_an_onnx_export_is_refused(tiny_checkpoint, tmp_path, capsys):
+    recipe = tmp_path / "gguf.yaml"
+    recipe.write_text(ONNX_RECIPE.replace("[{format: onnx, flavour: ort}]", "[{format: gguf}]"))
+    code, _, err = _run(["build", "--model", tiny_checkpoint("llama"), "--recipe", recipe, "--out", tmp_path / "a"], capsys)
+    assert code == ExitCode.UNSUPPORTED and "INT4 runs on CPU as ONNX" in err

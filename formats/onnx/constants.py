@@ -1,0 +1,52 @@
+"""ONNX spec constants: opsets, domains, file names, the I/O names runtimes expect, and
+the limits of the operators the lowering emits."""
+
+from __future__ import annotations
+
+OPSET = 21  # blocked DequantizeLinear with INT4/UINT4 initializers arrived in opset 21
+IR_VERSION = 10  # what opset 21 ships with; ONNX Runtime and OpenVINO read it
+MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators
+MS_OPSET = 1
+
+MODEL_FILE = "model.onnx"
+DATA_FILE = "model.onnx.data"  # every initializer of a model, external data
+EXTERNAL_THRESHOLD = 1024  # bytes: smaller initializers stay inside model.onnx
+PROTOBUF_LIMIT = 2**31 - 1  # a serialized ModelProto cannot exceed 2 GB
+
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+LOGITS = "logits"
+
+
+def past_key(i: int) -> str:
+    return f"past_key_values.{i}.key"
+
+
+def past_value(i: int) -> str:
+    return f"past_key_values.{i}.value"
+
+
+def present_key(i: int) -> str:
+    return f"present.{i}.key"
+
+
+def present_value(i: int) -> str:
+    return f"present.{i}.value"
+
+
+# metadata_props the runtime reads: which flavour (ort: GroupQueryAttention may share one
+# past/present buffer of max positions), the activation dtype, the rotary table length
+META_FLAVOUR = "inferc.flavour"
+META_DTYPE = "inferc.dtype"
+META_MAX_POSITIONS = "inferc.max_positions"
+
+# dynamic axes
+BATCH = "batch_size"
+SEQUENCE = "sequence_length"
+PAST_SEQUENCE = "past_sequence_length"
+TOTAL_SEQUENCE = "total_sequence_length"
+
+# MatMulNBits: block (group) sizes along K are powers of two, at least 16
+MATMULNBITS_MIN_BLOCK = 16
+# accuracy_level: the minimum precision of A in the product (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)
+ACCURACY_LEVELS = (0, 1, 2, 3, 4)

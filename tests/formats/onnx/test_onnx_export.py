@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from inferc.core.errors import FormatError, UnsupportedError
+from inferc.formats.onnx import Flavour, OnnxConfig, export_onnx, lower_graph
+from inferc.formats.onnx import constants as C
+from inferc.runtime.reference import ReferenceModel
+from onnx_helpers import prepared, run, session
+
+pytest.importorskip("onnxruntime")
+
+# family, fused: every family of the ort flavour that GroupQueryAttention covers
+ORT_CASES = [("llama", False), ("llama", True), ("qwen2", True), ("qwen3", True), ("mistral", False), ("gemma2", True),
+             ("gemma3_text", False)]
+STANDARD_CASES = ORT_CASES + [("phi3", False), ("phi3", True)]
+INT4 = {"symmetric": dict(format="int4", group_size=32, symmetric=True),
+        "asymmetric": dict(format="int4", group_size=32, symmetric=False)}
+
+
+def _check(ir, tmp_path, flavour: Flavour, tol: float = 1e-5) -> None:
+    """Full-sequence logits and a prefill + one-token-at-a-time decode against the reference."""
+    path = export_onnx(ir, tmp_path / "onnx", OnnxConfig(flavour=flavour))
+    assert (path.parent / C.DATA_FILE).is_file()
+    sess = session(path)
+    ids = torch.randint(0, ir.spec.vocab_size, (2, 20), generator=torch.Generator().manual_seed(3))
+    ref = ReferenceModel(ir).forward(ids)
+    got, _ = run(sess, ir, ids)
+    assert (got - ref).abs().max() < tol * max(1.0, ref.abs().max())
+    logits, past = run(sess, ir, ids[:, :12])
+    steps = [logits[:, -1]]
+    for t in range(12, 20):
+        logits, past = run(sess, ir, ids[:, t : t + 1], past, past_len=t)
+        steps.append(logits[:, -1])
+    assert (torch.stack(steps, 1) - ref[:, 11:]).abs().max() < tol * max(1.0, ref.abs().max())
+
+
+@pytest.mark.parametrize("family,fused", ORT_CASES)
+def test_ort_flavour_matches_the_reference(tiny_checkpoint, tmp_path, family, fused):
+    _check(prepared(tiny_checkpoint(family), fuse=fused), tmp_path, Flavour.ORT)
+
+
+@pytest.mark.parametrize("family,fused", STANDARD_CASES)
+def test_standard_flavour_matches_the_reference(tiny_checkpoint, tmp_path, family, fused):
+    _check(prepared(tiny_checkpoint(family), fuse=fused), tmp_path, Flavour.STANDARD)
+
+
+@pytest.mark.parametrize("flavour", list(Flavour))
+@pytest.mark.parametrize("kind", list(INT4))
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_int4_weights_match_their_dequantized_reference(tiny_checkpoint, tmp_path, family, kind, flavour):
+    ir = prepared(tiny_checkpoint(family), dict(INT4[kind]), fuse=True)
+    _check(ir, tmp_path, flavour)
+    ops = {n.op_type for n in lower_graph(ir, OnnxConfig(flavour=flavour)).graph.node}
+    assert ("MatMulNBits" in ops) == (flavour is Flavour.ORT)
+    assert ("DequantizeLinear" in ops) == (flavour is Flavour.STANDARD)
+
+
+def test_ort_flavour_uses_fused_operators(tiny_checkpoint):
+    ir = prepared(tiny_checkpoint("llama"), dict(INT4["symmetric"]), fuse=True)
+    ops = [n.op_type for n in lower_graph(ir).graph.node]
+    assert ops.count("GroupQueryAttention") == ir.spec.num_layers
+    assert ops.count("MatMulNBits") == 4 * ir.spec.num_layers  # q|k|v, o, gate|up, down
+    assert "SkipSimplifiedLayerNormalization" in ops and "SimplifiedLayerNormalization" in ops
+
+
+def test_gptq_act_order_with_static_groups_exports(tiny_checkpoint, tmp_path):
+    ir = prepared(tiny_checkpoint("llama"), dict(**{"pass": "quantize_gptq"}, format="int4", group_size=32, act_order=True,
+                                                  static_groups=True, sequential=False))
+    _check(ir, tmp_path, Flavour.ORT)
+
+
+def test_uncovered_partial_rotary_is_refused_naming_the_node(tiny_checkpoint, tmp_path):
+    with pytest.raises(UnsupportedError, match="node 'l0.ctx'.*standard flavour"):
+        export_onnx(prepared(tiny_checkpoint("phi3")), tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
+
+
+def test_nvfp4_has_no_mapping_in_ort(tiny_checkpoint, tmp_path):
+    ir = prepared(tiny_checkpoint("llama"), dict(format="nvfp4"))
+    with pytest.raises(UnsupportedError, match="layers.0.attn.q.weight: nvfp4 weights have no mapping in the ort flavour"):
+        export_onnx(ir, tmp_path / "out")
+    assert not list(tmp_path.iterdir())
+
+
+def test_matmul_nbits_group_sizes(tiny_checkpoint, tmp_path):
+    ir = prepared(tiny_checkpoint("llama"), dict(format="int4", group_size=8))
+    with pytest.raises(UnsupportedError, match="powers of two and at least 16, found 8"):
+        export_onnx(ir, tmp_path / "out")
+    assert not list(tmp_path.iterdir())
+
+
+def test_over_2gb_without_external_data_is_refused(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "PROTOBUF_LIMIT", 1000)
+    with pytest.raises(FormatError, match="over protobuf's 2 GB limit; export with external data"):
+        export_onnx(prepared(tiny_checkpoint("llama")), tmp_path / "out", external_data=False)
+    assert not list(tmp_path.iterdir())

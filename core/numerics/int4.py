@@ -168,7 +168,7 @@ def pack_int4_to_int32(codes: torch.Tensor, offset: int = 0) -> torch.Tensor:
         raise RecipeError(f"INT4 packing needs an input dimension divisible by 8, found {cols}")
     u = (codes.to(torch.int64) + offset).reshape(rows, cols // 8, 8)
     assert int(u.min()) >= 0 and int(u.max()) <= 15
-    shifts = torch.arange(0, 32, 4, dtype=torch.int64)
+    shifts = torch.arange(0, 32, 4, dtype=torch.int64, device=codes.device)
     words = (u << shifts).sum(-1)  # [rows, cols // 8] in [0, 2^32)
     return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from inferc.core.ir import ActivationQuant, Granularity, ModelIR, QuantFormat
+from inferc.core.numerics.choose import auto_group_size
 from inferc.core.numerics.fp8 import FP8WeightFormat
 from inferc.core.numerics.int4 import INT4WeightFormat
 from inferc.formats.hf.reader import ir_from_tensors
@@ -105,9 +106,9 @@ def quantized(ir: ModelIR, precision: str) -> ModelIR:
     out = dataclasses.replace(ir, weights={}, activations={})
     if precision == "bf16":
         return out
-    fmt = FP8WeightFormat(per_channel=True) if precision == "fp8" else INT4WeightFormat(group_size=128)
     for name in out.linear_names():
-        w = out.dense(name)
+        w = out.dense(name)  # INT4 groups of 128 where they divide the input (SmolLM2's 576 takes 64)
+        fmt = FP8WeightFormat(per_channel=True) if precision == "fp8" else INT4WeightFormat(group_size=auto_group_size(w.shape[1]))
         out.quantize(name, fmt.quantize(w, fmt.choose_qparams(w)))
         if precision == "fp8":
             out.activations[name] = ActivationQuant(QuantFormat.FP8_E4M3, Granularity.TOKEN, dynamic=True)

@@ -55,7 +55,7 @@ from inferc.runtime.report import (
     to_json,
 )
 from inferc.runtime.speed import artifact_size, bits_per_weight, measure_speed
-from inferc.runtime.torch_backend import TorchBackend
+from inferc.runtime.torch_backend import TorchBackend, cuda_or_torch_backend
 
 Progress = Callable[[str, int, int], None]
 Step = Callable[[str], None]
@@ -173,7 +173,7 @@ def _candidate_backend(fmt: ExportFormat, path: Path, device: str):
         from inferc.runtime.llamacpp_backend import LlamaCppBackend
 
         return LlamaCppBackend(path)
-    return TorchBackend(load_checkpoint(path), device=device)
+    return cuda_or_torch_backend(load_checkpoint(path), device)
 
 
 def build(

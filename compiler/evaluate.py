@@ -47,7 +47,7 @@ def evaluate_artifact(
 ) -> Report:
     from inferc.runtime.evaluate import compare_logits
     from inferc.runtime.speed import measure_speed
-    from inferc.runtime.torch_backend import TorchBackend
+    from inferc.runtime.torch_backend import TorchBackend, cuda_or_torch_backend
 
     kind, path, ref_dir = _resolve(artifact, reference)
     ref_ir = load_checkpoint(ref_dir)
@@ -58,7 +58,7 @@ def evaluate_artifact(
 
         candidate = LlamaCppBackend(path)
     else:
-        candidate = TorchBackend(load_checkpoint(path), device=device)
+        candidate = cuda_or_torch_backend(load_checkpoint(path), device)
     reference_backend = TorchBackend(ref_ir, device=device, quantized=False)
     try:
         quality = compare_logits(reference_backend, candidate, tokens, ctx_len=ctx_len, n_chunks=chunks,

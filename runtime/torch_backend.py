@@ -33,3 +33,13 @@ class TorchBackend:
 
     def close(self) -> None:
         self.model.release()
+
+
+def cuda_or_torch_backend(ir: ModelIR, device: str):
+    """The backend an artifact is evaluated with: on a CUDA device the GPU runtime's real
+    kernels (`CudaBackend`), elsewhere this reference backend."""
+    if str(device).startswith("cuda"):
+        from inferc.runtime.gpu import CudaBackend
+
+        return CudaBackend(ir, device=device)
+    return TorchBackend(ir, device=device)

@@ -59,7 +59,7 @@ class GpuModel(ReferenceModel):
         self.notes: list[str] = []
         if any(a.format is not None and a.format.value == "nvfp4" for a in ir.activations.values()):
             self.notes.append("NVFP4 activations run in bf16 (emulated W4A16): Hopper has no FP4 tensor cores")
-        self._rope_memo: dict[tuple[RopeSpec, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rope_memo: dict = {}  # per forward: rotary tables and attention masks
 
     def _prepare(self, node: Linear) -> Prepared:
         parts = [self.ir.weights.get(w) if w in self.ir.weights else self.ir.tensors.get(w) for w in node.weights]
@@ -101,6 +101,16 @@ class GpuModel(ReferenceModel):
             self._rope_memo[key] = (freqs.cos().contiguous(), freqs.sin().contiguous())
         return self._rope_memo[key]
 
+    def _mask(self, window: int | None, rep: int, positions: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        """Which cache slots each query sees, [rep * t, L] (rows repeated for folded heads), once per forward."""
+        key = ("mask", window, rep)
+        if key not in self._rope_memo:
+            allowed = k_pos[None, :] <= positions[:, None]  # [t, L]
+            if window:
+                allowed &= k_pos[None, :] > positions[:, None] - window
+            self._rope_memo[key] = allowed.repeat(rep, 1) if rep > 1 else allowed  # type: ignore[assignment]
+        return self._rope_memo[key]  # type: ignore[return-value]
+
     def _qkv(self, node: Attention, env, positions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q [b, heads, t, d], k, v [b, kv_heads, t, d] with the rotary embedding applied."""
         nh, nkv, hd = node.num_heads, node.num_kv_heads, node.head_dim
@@ -134,18 +144,15 @@ class GpuModel(ReferenceModel):
         keys, values = cache.keys[node.cache_slot][:b], cache.values[node.cache_slot][:b]
         keys.index_copy_(2, positions, k)
         values.index_copy_(2, positions, v)
-        k_pos = cache.k_pos
-        allowed = k_pos[None, :] <= positions[:, None]  # [t, L]
-        if node.window:
-            allowed &= k_pos[None, :] > positions[:, None] - node.window
         rep = nh // nkv
+        allowed = self._mask(node.window, rep if not node.softcap else 1, positions, cache.k_pos)
         if node.softcap:  # the reference's explicit scores (no fused kernel soft-caps)
             kk, vv = keys.repeat_interleave(rep, dim=1), values.repeat_interleave(rep, dim=1)
             scores = torch.tanh((q @ kk.transpose(-1, -2)) * node.scale / node.softcap) * node.softcap
             out = torch.softmax(scores.masked_fill(~allowed, float("-inf")).float(), dim=-1).to(vv.dtype) @ vv
         else:  # fold each kv head's `rep` query heads into the query length
             qg = q.reshape(b, nkv, rep * t, hd)
-            out = F.scaled_dot_product_attention(qg, keys, values, attn_mask=allowed.repeat(rep, 1), scale=node.scale)
+            out = F.scaled_dot_product_attention(qg, keys, values, attn_mask=allowed, scale=node.scale)
             out = out.reshape(b, nh, t, hd)
         env[node.out] = out.transpose(1, 2).reshape(b, t, nh * hd)
 

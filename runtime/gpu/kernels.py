@@ -33,9 +33,9 @@ except ImportError as exc:  # pragma: no cover - exercised where triton is absen
     raise MissingDependencyError("the GPU runtime needs Triton; install it with: pip install triton") from exc
 
 
-def _pick_block_k(k: int, group: int) -> int:
-    """The largest K tile of 128/64/32/16 that divides K and nests with the group width."""
-    for bk in (128, 64, 32, 16):
+def _pick_block_k(k: int, group: int, tiles: tuple[int, ...] = (128, 64, 32, 16)) -> int:
+    """The largest K tile of `tiles` that divides K and nests with the group width."""
+    for bk in tiles:
         if k % bk == 0 and (group % bk == 0 or bk % group == 0):
             return bk
     raise ValueError(f"input dimension {k} has no K tile compatible with group {group}")
@@ -94,6 +94,56 @@ def _w4_matmul_kernel(
     tl.store(y_ptr + rm[:, None] * stride_ym + rn[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask_m & (rn[None, :] < N))
 
 
+@triton.jit
+def _e2m1_or_int(nib, zero, HAS_ZERO: tl.constexpr, E2M1: tl.constexpr):
+    """Code nibbles -> values before the scale: E2M1, code - zero or code - 8."""
+    if E2M1:  # bit 3 the sign; magnitudes 0, .5, 1, 1.5, 2, 3, 4, 6
+        mag = nib & 7
+        e = mag >> 1
+        frac = (mag & 1).to(tl.float32) * 0.5
+        val = tl.where(e == 0, frac, (1.0 + frac) * (1 << tl.maximum(e - 1, 0)).to(tl.float32))
+        return tl.where((nib & 8) != 0, -val, val)
+    elif HAS_ZERO:
+        return nib.to(tl.float32) - zero
+    else:
+        return (nib - 8).to(tl.float32)
+
+
+@triton.jit
+def _w4_gemv_kernel(
+    x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, N, K: tl.constexpr, stride_wn, stride_sn,
+    GROUP: tl.constexpr, HAS_ZERO: tl.constexpr, E2M1: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """One input row: each program reads BLOCK_N packed rows once, word by word (no
+    reshapes): nibble j of word i is column 8i + j, multiplied by x[8i + j]."""
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    ri = tl.arange(0, BLOCK_K // 8)
+    mask_n = rn[:, None] < N
+    acc = tl.zeros((BLOCK_N, BLOCK_K // 8), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        words = tl.load(w_ptr + rn[:, None] * stride_wn + (k0 // 8 + ri)[None, :], mask=mask_n, other=0)
+        if GROUP >= BLOCK_K:  # one scale (and zero) per row for the whole tile
+            scale = tl.load(s_ptr + rn * stride_sn + k0 // GROUP, mask=rn < N, other=0.0)[:, None]
+            zero = tl.load(z_ptr + rn * stride_sn + k0 // GROUP, mask=rn < N, other=0.0)[:, None] if HAS_ZERO else 0.0
+        else:  # a scale per word (groups of 8 columns or more)
+            sidx = (k0 + ri * 8) // GROUP
+            scale = tl.load(s_ptr + rn[:, None] * stride_sn + sidx[None, :], mask=mask_n, other=0.0)
+            zero = tl.load(z_ptr + rn[:, None] * stride_sn + sidx[None, :], mask=mask_n, other=0.0) if HAS_ZERO else 0.0
+        part = tl.zeros((BLOCK_N, BLOCK_K // 8), dtype=tl.float32)
+        for j in tl.static_range(8):
+            xj = tl.load(x_ptr + k0 + ri * 8 + j).to(tl.float32)
+            part += _e2m1_or_int((words >> (4 * j)) & 0xF, zero, HAS_ZERO, E2M1) * xj[None, :]
+        acc += part * scale
+    tl.store(y_ptr + rn, tl.sum(acc, axis=1).to(y_ptr.dtype.element_ty), mask=rn < N)
+
+
+_GEMV_CONFIGS = [
+    triton.Config({"BLOCK_N": bn}, num_warps=w, num_stages=s)
+    for bn, w, s in ((8, 2, 4), (16, 4, 4), (32, 4, 3), (16, 2, 6), (32, 8, 4))
+][1:2 if os.environ.get("TRITON_INTERPRET") == "1" else None]
+_w4_gemv = triton.autotune(configs=_GEMV_CONFIGS, key=["N", "K", "BLOCK_K", "GROUP"])(_w4_gemv_kernel)
+
+
 _w4_skinny = triton.autotune(configs=_SKINNY_CONFIGS, key=["N", "K", "BLOCK_K", "GROUP"])(_w4_matmul_kernel)
 _w4_wide = triton.autotune(configs=_WIDE_CONFIGS, key=["N", "K", "BLOCK_K", "GROUP"])(_w4_matmul_kernel)
 
@@ -106,6 +156,11 @@ def w4_matmul(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, zero: 
     assert x.stride(1) == 1 and packed.shape[1] * 8 == k and scale.shape == (n, k // group)
     y = torch.empty(m, n, device=x.device, dtype=x.dtype)
     bk = _pick_block_k(k, group)
+    if m == 1 and group >= 8:
+        grid1 = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+        _w4_gemv[grid1](x, packed, scale, zero if zero is not None else scale, y, n, k, packed.stride(0), scale.stride(0),
+                        GROUP=group, HAS_ZERO=zero is not None, E2M1=e2m1, BLOCK_K=_pick_block_k(k, group, (256, 128, 64, 32, 16)))
+        return y
     skinny = m <= 16
     bm = 16 if skinny else 64
     fn = _w4_skinny if skinny else _w4_wide

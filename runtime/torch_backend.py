@@ -42,4 +42,12 @@ def _open_checkpoint(path: Path, device: str) -> TorchBackend:
     """An HF checkpoint (dense or quantized) run by the reference interpreter."""
     from inferc.formats.hf.reader import load_checkpoint
 
-    return TorchBackend(load_checkpoint(path), device=device)
+    return cuda_or_torch_backend(load_checkpoint(path), device)
+def cuda_or_torch_backend(ir: ModelIR, device: str):
+    """The backend an artifact is evaluated with: on a CUDA device the GPU runtime's real
+    kernels (`CudaBackend`), elsewhere this reference backend."""
+    if str(device).startswith("cuda"):
+        from inferc.runtime.gpu import CudaBackend
+
+        return CudaBackend(ir, device=device)
+    return TorchBackend(ir, device=device)

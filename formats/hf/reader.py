@@ -120,3 +120,14 @@ def load_checkpoint(model_dir: str | Path, validate: bool = True) -> ModelIR:
     if validate:
         _validate(ir)
     return ir
+
+
+def ir_from_tensors(config: dict, tensors: dict[str, torch.Tensor]) -> ModelIR:
+    """An IR over in-memory tensors under their checkpoint names (a model built in
+    memory, e.g. random weights on a GPU); the tensors are not copied."""
+    store = TensorStore()
+    for name, t in tensors.items():
+        store.set(name, t)
+    ir = ModelIR(spec=spec_from_config(config), tensors=store, source=SourceInfo(path=Path("."), config=config))
+    _to_ir_names(ir)
+    return ir

@@ -6,10 +6,13 @@ and dequantize inside the product, and the small fused steps of a decoder layer.
   layout). Codes are INT4 (symmetric, stored +8, or with zero points) or NVFP4's E2M1
   (decoded in the kernel; emulated W4A16, Hopper has no FP4 tensor cores). One scale per
   `group` inputs of a row (fp32, NVFP4's block scale times its global scale).
-- `fp8_matmul`: W8A8, y = (xq @ wq.T) * x_scale[:, None] * w_scale[None, :] with E4M3
-  operands and fp32 accumulation; the decode path (a few rows). Prefill goes through
-  `torch._scaled_mm` (cuBLAS).
-- `fp8_quantize_rows`: dynamic per-row E4M3 quantization of activations in one pass.
+- `fp8_linear_rows`: W8A8 for the decode path (<= 16 rows) in one launch: the bf16 rows
+  are quantized inside the kernel exactly as the FP8 format's fake quantizer does
+  (amax / 448 per row, IEEE division, round to nearest E4M3, saturating), then
+  y = (xq @ wq.T) * x_scale[:, None] * w_scale[None, :]: fp32 FMAs for one row (a GEMV),
+  the FP8 tensor cores for more. Prefill goes through `torch._scaled_mm` (cuBLAS).
+- `fp8_quantize_rows`: dynamic per-row E4M3 quantization of activations in one pass
+  (prefill).
 - `rms_norm`: (x + skip) / rms * (offset + w) in one pass, writing the sum too.
 - `silu_mul`: act(gate) * up of a packed gate|up value.
 - `rope_`: rotary embedding of the q and k heads of a packed q|k|v value, in place.
@@ -54,6 +57,13 @@ _WIDE_CONFIGS = [
 
 
 @triton.jit
+def _nib_f32(nib):
+    """Nibbles (int32, 0..15) as float32 without the int-to-float conversion (a quarter-rate
+    instruction that bounds a GEMV): the bits of 2^23 + nib, minus 2^23."""
+    return (nib | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+
+
+@triton.jit
 def _w4_matmul_kernel(
     x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, M, N, K: tl.constexpr, stride_xm, stride_wn, stride_sn, stride_ym,
     GROUP: tl.constexpr, HAS_ZERO: tl.constexpr, E2M1: tl.constexpr,
@@ -86,9 +96,9 @@ def _w4_matmul_kernel(
             val = tl.where((nib & 8) != 0, -val, val)
         elif HAS_ZERO:
             zero = tl.load(z_ptr + rn[:, None] * stride_sn + sidx[None, :], mask=mask_n, other=0.0)
-            val = nib.to(tl.float32) - zero[:, :, None]
+            val = _nib_f32(nib) - zero[:, :, None]
         else:
-            val = (nib - 8).to(tl.float32)
+            val = _nib_f32(nib) - 8.0
         w = tl.reshape(val * scale[:, :, None], (BLOCK_N, BLOCK_K)).to(x.dtype)
         acc += tl.dot(x, tl.trans(w))
     tl.store(y_ptr + rm[:, None] * stride_ym + rn[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask_m & (rn[None, :] < N))
@@ -104,9 +114,9 @@ def _e2m1_or_int(nib, zero, HAS_ZERO: tl.constexpr, E2M1: tl.constexpr):
         val = tl.where(e == 0, frac, (1.0 + frac) * (1 << tl.maximum(e - 1, 0)).to(tl.float32))
         return tl.where((nib & 8) != 0, -val, val)
     elif HAS_ZERO:
-        return nib.to(tl.float32) - zero
+        return _nib_f32(nib) - zero
     else:
-        return (nib - 8).to(tl.float32)
+        return _nib_f32(nib) - 8.0
 
 
 @triton.jit
@@ -137,11 +147,51 @@ def _w4_gemv_kernel(
     tl.store(y_ptr + rn, tl.sum(acc, axis=1).to(y_ptr.dtype.element_ty), mask=rn < N)
 
 
+@triton.jit
+def _int4_gemv_kernel(
+    x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, N, K: tl.constexpr, stride_wn, stride_sn,
+    GROUP: tl.constexpr, HAS_ZERO: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """One input row times INT4 codes, group by group: per group one scale (and zero) per
+    row, the codes' sum sum_j code_j x_j taken with code - zero folded out as
+    zero * sum_j x_j (symmetric codes are stored +8, so zero = 8), and the nibbles made
+    floats by `_nib_f32`. The accumulator keeps one lane per packed word; one reduction
+    at the end."""
+    SUB: tl.constexpr = GROUP if GROUP < BLOCK_K else BLOCK_K  # columns under one scale in a tile
+    W: tl.constexpr = SUB // 8
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    ri = tl.arange(0, W)
+    mask_n = rn[:, None] < N
+    acc = tl.zeros((BLOCK_N, W), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        for g in tl.static_range(BLOCK_K // SUB):
+            kk = k0 + g * SUB
+            words = tl.load(w_ptr + rn[:, None] * stride_wn + (kk // 8 + ri)[None, :], mask=mask_n, other=0)
+            scale = tl.load(s_ptr + rn * stride_sn + kk // GROUP, mask=rn < N, other=0.0)
+            if HAS_ZERO:
+                zero = tl.load(z_ptr + rn * stride_sn + kk // GROUP, mask=rn < N, other=0.0)
+            else:
+                zero = tl.full((BLOCK_N,), 8.0, tl.float32)
+            part = tl.zeros((BLOCK_N, W), dtype=tl.float32)
+            xsum = tl.zeros((W,), dtype=tl.float32)
+            for j in tl.static_range(8):
+                xj = tl.load(x_ptr + kk + ri * 8 + j).to(tl.float32)
+                xsum += xj
+                part += _nib_f32((words >> (4 * j)) & 0xF) * xj[None, :]
+            acc += part * scale[:, None] - (zero * scale)[:, None] * xsum[None, :]
+    tl.store(y_ptr + rn, tl.sum(acc, axis=1).to(y_ptr.dtype.element_ty), mask=rn < N)
+
+
 _GEMV_CONFIGS = [
     triton.Config({"BLOCK_N": bn}, num_warps=w, num_stages=s)
     for bn, w, s in ((8, 2, 4), (16, 4, 4), (32, 4, 3), (16, 2, 6), (32, 8, 4))
 ][1:2 if os.environ.get("TRITON_INTERPRET") == "1" else None]
 _w4_gemv = triton.autotune(configs=_GEMV_CONFIGS, key=["N", "K", "BLOCK_K", "GROUP"])(_w4_gemv_kernel)
+_INT4_GEMV_CONFIGS = [
+    triton.Config({"BLOCK_N": bn}, num_warps=w, num_stages=s)
+    for bn, w, s in ((8, 4, 3), (16, 4, 3), (4, 2, 4), (8, 2, 4), (16, 8, 3), (32, 8, 2))
+][1:2 if os.environ.get("TRITON_INTERPRET") == "1" else None]
+_int4_gemv = triton.autotune(configs=_INT4_GEMV_CONFIGS, key=["N", "K", "BLOCK_K", "GROUP"])(_int4_gemv_kernel)
 
 
 _w4_skinny = triton.autotune(configs=_SKINNY_CONFIGS, key=["N", "K", "BLOCK_K", "GROUP"])(_w4_matmul_kernel)
@@ -156,6 +206,12 @@ def w4_matmul(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, zero: 
     assert x.stride(1) == 1 and packed.shape[1] * 8 == k and scale.shape == (n, k // group)
     y = torch.empty(m, n, device=x.device, dtype=x.dtype)
     bk = _pick_block_k(k, group)
+    if m == 1 and not e2m1 and group >= 16 and group & (group - 1) == 0:
+        grid1 = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+        _int4_gemv[grid1](x, packed, scale, zero if zero is not None else scale, y, n, k, packed.stride(0),
+                          scale.stride(0), GROUP=group, HAS_ZERO=zero is not None,
+                          BLOCK_K=_pick_block_k(k, group, (512, 256, 128, 64, 32, 16)))
+        return y
     if m == 1 and group >= 8:
         grid1 = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
         _w4_gemv[grid1](x, packed, scale, zero if zero is not None else scale, y, n, k, packed.stride(0), scale.stride(0),
@@ -170,38 +226,97 @@ def w4_matmul(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, zero: 
     return y
 
 
+@triton.jit
+def _fp8_row_scales(x_ptr, xs_ptr, rm, M, K: tl.constexpr, stride_xm, STATIC: tl.constexpr, FP8_MAX: tl.constexpr,
+                    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Activation scales [BLOCK_M]: amax(row) / 448 (dynamic per token, as the FP8 format's
+    fake quantizer computes it) or the static scale."""
+    if STATIC:
+        return tl.load(xs_ptr + rm * 0)
+    rk = tl.arange(0, BLOCK_K)
+    amax = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        x = tl.load(x_ptr + rm[:, None] * stride_xm + (k0 + rk)[None, :], mask=rm[:, None] < M, other=0.0)
+        amax = tl.maximum(amax, tl.abs(x.to(tl.float32)))
+    return tl.maximum(tl.max(amax, axis=1) / FP8_MAX, 1e-12)
+
+
+@triton.jit
+def _fp8_codes(x, scale, FP8_MAX: tl.constexpr):
+    """E4M3 codes of x / scale: IEEE division and round-to-nearest, saturating (fp8_round)."""
+    return tl.clamp(tl.math.div_rn(x.to(tl.float32), scale), -FP8_MAX, FP8_MAX).to(tl.float8e4nv)
+
+
+@triton.jit
+def _fp8_gemv_kernel(
+    x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, N, K: tl.constexpr, stride_wn, STATIC: tl.constexpr, FP8_MAX: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """One bf16 row quantized on the fly (every program reads the row's amax from L2; no
+    separate quantization launch), times BLOCK_N rows of E4M3 weights, fp32 FMAs."""
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rk = tl.arange(0, BLOCK_K)
+    zero = tl.arange(0, 1)
+    scale = tl.sum(_fp8_row_scales(x_ptr, xs_ptr, zero, 1, K, 0, STATIC, FP8_MAX, 1, BLOCK_K), axis=0)
+    mask_n = rn[:, None] < N
+    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        xq = _fp8_codes(tl.load(x_ptr + k0 + rk), scale, FP8_MAX).to(tl.float32)
+        w = tl.load(w_ptr + rn[:, None] * stride_wn + (k0 + rk)[None, :], mask=mask_n, other=0.0)
+        acc += w.to(tl.float32) * xq[None, :]
+    ws = tl.load(ws_ptr + rn, mask=rn < N, other=0.0)
+    tl.store(y_ptr + rn, (tl.sum(acc, axis=1) * scale * ws).to(y_ptr.dtype.element_ty), mask=rn < N)
+
+
+_FP8_GEMV_CONFIGS = [
+    triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+    for bn, bk, w, s in ((8, 512, 4, 3), (16, 256, 4, 4), (4, 1024, 4, 3), (8, 1024, 8, 3), (16, 512, 8, 3), (32, 256, 8, 3))
+][1:2 if os.environ.get("TRITON_INTERPRET") == "1" else None]
+_fp8_gemv = triton.autotune(configs=_FP8_GEMV_CONFIGS, key=["N", "K"])(_fp8_gemv_kernel)
+
+
 @triton.autotune(configs=_SKINNY_CONFIGS, key=["N", "K"])
 @triton.jit
 def _fp8_matmul_kernel(
-    xq_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K: tl.constexpr, stride_xm, stride_wn, stride_ym,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K: tl.constexpr, stride_xm, stride_wn, stride_ym,
+    STATIC: tl.constexpr, FP8_MAX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
+    """A few bf16 rows, quantized per row inside the kernel, times E4M3 weights on the
+    FP8 tensor cores."""
     pid_n, pid_m = tl.program_id(0), tl.program_id(1)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
     mask_m, mask_n = rm[:, None] < M, rn[:, None] < N
+    xs = _fp8_row_scales(x_ptr, xs_ptr, rm, M, K, stride_xm, STATIC, FP8_MAX, BLOCK_M, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
-        x = tl.load(xq_ptr + rm[:, None] * stride_xm + (k0 + rk)[None, :], mask=mask_m, other=0.0)
+        x = tl.load(x_ptr + rm[:, None] * stride_xm + (k0 + rk)[None, :], mask=mask_m, other=0.0)
         w = tl.load(w_ptr + rn[:, None] * stride_wn + (k0 + rk)[None, :], mask=mask_n, other=0.0)
-        acc += tl.dot(x, tl.trans(w))
-    xs = tl.load(xs_ptr + rm, mask=rm < M, other=0.0)
+        acc += tl.dot(_fp8_codes(x, xs[:, None], FP8_MAX), tl.trans(w))
     ws = tl.load(ws_ptr + rn, mask=rn < N, other=0.0)
     y = acc * xs[:, None] * ws[None, :]
     tl.store(y_ptr + rm[:, None] * stride_ym + rn[None, :], y.to(y_ptr.dtype.element_ty), mask=mask_m & (rn[None, :] < N))
 
 
-def fp8_matmul(xq: torch.Tensor, x_scale: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor,
-               out_dtype: torch.dtype) -> torch.Tensor:
-    """W8A8 for a few rows: xq [M, K] e4m3, x_scale [M] fp32, wq [N, K] e4m3, w_scale [N]."""
-    m, k = xq.shape
+def fp8_linear_rows(x: torch.Tensor, static_scale: torch.Tensor | None, wq: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
+    """W8A8 for a few rows in one launch: x [M, K] (bf16) quantized to E4M3 inside the
+    kernel (per row, amax / 448, or by the static scale [1] fp32), times wq [N, K] e4m3
+    with per-row scales w_scale [N]; y = (xq @ wq.T) * x_scale * w_scale, out in x's dtype."""
+    m, k = x.shape
     n = wq.shape[0]
-    y = torch.empty(m, n, device=xq.device, dtype=out_dtype)
+    assert x.stride(1) == 1 and wq.is_contiguous()
+    y = torch.empty(m, n, device=x.device, dtype=x.dtype)
+    static = static_scale is not None
+    xs = static_scale if static else w_scale  # a placeholder pointer when dynamic
+    if m == 1 and k % 1024 == 0:
+        grid1 = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+        _fp8_gemv[grid1](x, xs, wq, w_scale, y, n, k, wq.stride(0), STATIC=static, FP8_MAX=448.0)
+        return y
     bk = _pick_block_k(k, k)
     grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(m, 16))  # noqa: E731
-    _fp8_matmul_kernel[grid](xq, x_scale, wq, w_scale, y, m, n, k, xq.stride(0), wq.stride(0), y.stride(0),
-                             BLOCK_M=16, BLOCK_K=bk)
+    _fp8_matmul_kernel[grid](x, xs, wq, w_scale, y, m, n, k, x.stride(0), wq.stride(0), y.stride(0),
+                             STATIC=static, FP8_MAX=448.0, BLOCK_M=16, BLOCK_K=bk)
     return y
 
 
@@ -211,8 +326,7 @@ def _fp8_quantize_rows_kernel(x_ptr, q_ptr, s_ptr, K, stride_x, stride_q, FP8_MA
     cols = tl.arange(0, BLOCK)
     x = tl.load(x_ptr + row * stride_x + cols, mask=cols < K, other=0.0).to(tl.float32)
     scale = tl.maximum(tl.max(tl.abs(x), axis=0) / FP8_MAX, 1e-12)
-    q = tl.clamp(x / scale, -FP8_MAX, FP8_MAX)
-    tl.store(q_ptr + row * stride_q + cols, q.to(q_ptr.dtype.element_ty), mask=cols < K)
+    tl.store(q_ptr + row * stride_q + cols, _fp8_codes(x, scale, FP8_MAX), mask=cols < K)
     tl.store(s_ptr + row, scale)
 
 

@@ -9,7 +9,7 @@ layout); scales are put in the form the kernel reads (fp32, one per row or group
 | weight format | decode (<= 16 rows) | prefill |
 | --- | --- | --- |
 | none (bf16) | cuBLAS | cuBLAS |
-| FP8 E4M3, W8A8 | `fp8_matmul` (Triton) | `torch._scaled_mm` (cuBLAS, row-wise scales) |
+| FP8 E4M3, W8A8 | `fp8_linear_rows` (Triton, activations quantized inside) | `torch._scaled_mm` (cuBLAS, row-wise scales) |
 | INT4, W4A16 | `w4_matmul` skinny tiles | `w4_matmul` wide tiles |
 | NVFP4, emulated W4A16 | `w4_matmul` (E2M1 decoded in the kernel) | same |
 
@@ -56,23 +56,30 @@ class FP8Linear:
     scale: torch.Tensor  # [N] fp32
     act: ActivationQuant | None
     bias: torch.Tensor | None
+    act_scale: torch.Tensor | None = None  # a static activation scale [1] fp32, on the device
     kind = "fp8"
 
-    def _quantize_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tensor_scale(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The per-tensor activation scale [1] fp32, or None for dynamic per-token."""
         act = self.act
         if act is None or (act.dynamic and act.granularity is Granularity.TOKEN):
-            return kernels.fp8_quantize_rows(x)
-        scale = (x.abs().amax().float() / FP8_E4M3_MAX).clamp(min=1e-12) if act.dynamic else act.scale.to(x.device).float()
-        xq = (x.float() / scale).clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(torch.float8_e4m3fn)
-        return xq, scale.reshape(1).expand(x.shape[0]).contiguous()
+            return None
+        if act.dynamic:
+            return (x.abs().amax().float() / FP8_E4M3_MAX).clamp(min=1e-12).reshape(1)
+        return self.act_scale
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         lead, k = x.shape[:-1], x.shape[-1]
-        x2 = x.reshape(-1, k)
-        xq, xs = self._quantize_input(x2)
-        if x2.shape[0] <= SKINNY_ROWS:
-            y = kernels.fp8_matmul(xq, xs, self.weight, self.scale, x.dtype)
+        x2 = x.reshape(-1, k).contiguous()
+        static = self._tensor_scale(x2)
+        if x2.shape[0] <= SKINNY_ROWS:  # quantized inside the kernel: one launch
+            y = kernels.fp8_linear_rows(x2, static, self.weight, self.scale)
         else:
+            if static is None:
+                xq, xs = kernels.fp8_quantize_rows(x2)
+            else:
+                xq = (x2.float() / static).clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(torch.float8_e4m3fn)
+                xs = static.expand(x2.shape[0]).contiguous()
             y = torch._scaled_mm(xq, self.weight.t(), scale_a=xs[:, None], scale_b=self.scale[None, :], out_dtype=x.dtype)
         if self.bias is not None:
             y = y + self.bias
@@ -151,7 +158,9 @@ def _prepare_w4(q: QuantizedWeight, device: torch.device) -> W4Linear:
 def _prepare_fp8(parts: list[QuantizedWeight], act: ActivationQuant | None, device: torch.device) -> FP8Linear:
     data = torch.cat([p.data for p in parts]).to(device).contiguous()
     scale = torch.cat([p.scale.float().reshape(-1).expand(p.shape[0]) for p in parts]).to(device).contiguous()
-    return FP8Linear(data, scale, act, None)
+    static = act is not None and not act.dynamic
+    act_scale = act.scale.float().reshape(1).to(device) if static else None
+    return FP8Linear(data, scale, act, None, act_scale)
 
 
 def prepare_linear(

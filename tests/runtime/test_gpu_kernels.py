@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.triton_cpu]
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = 1e-2
+FP8_TOL = 4e-3  # bf16 output rounding (~1.5e-3) and accumulation order; a scale or code error is order 1
 ROWS = (1, 5, 16, 40) if not INTERPRET else (1, 20)
 DTYPE = torch.float16 if INTERPRET else torch.bfloat16  # numpy, under the interpreter, has no bf16
 
@@ -83,20 +84,22 @@ def test_w4_matmul_runs_act_order_groups():
 @pytest.mark.parametrize("act", ["token", "static"])
 @pytest.mark.parametrize("m", ROWS)
 def test_fp8_matmul_matches_dequantized_product(act, m):
-    if INTERPRET:
-        pytest.skip("the interpreter's float32 -> E4M3 conversion does not round to nearest")
+    """The same bf16 input on both sides, so the GPU quantizes it to the same E4M3 codes the
+    format's fake quantizer gives; what remains is accumulation order and the bf16 output
+    (one row: fp32 FMAs; 2-16 rows: the FP8 tensor cores; more: cuBLAS)."""
     if DEVICE == "cuda" and torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("FP8 matrix products need sm89 or newer")
     gen = torch.Generator().manual_seed(m)
-    parts = _quantized(FP8WeightFormat(per_channel=True), 80, 256, gen, parts=3)
-    x = torch.randn(m, 256, generator=gen) * 2
+    parts = _quantized(FP8WeightFormat(per_channel=True), 80, 1024, gen, parts=3)
+    x = (torch.randn(m, 1024, generator=gen) * 2).to(DTYPE)
     if act == "token":
         aq = ActivationQuant(QuantFormat.FP8_E4M3, Granularity.TOKEN, dynamic=True)
     else:
-        aq = ActivationQuant(QuantFormat.FP8_E4M3, Granularity.TENSOR, dynamic=False, scale=x.abs().amax() / 448)
+        aq = ActivationQuant(QuantFormat.FP8_E4M3, Granularity.TENSOR, dynamic=False, scale=x.float().abs().amax() / 448)
     lin = prepare_linear(parts, None, aq, torch.device(DEVICE), DTYPE)
-    out = lin(x.to(DEVICE, DTYPE))
-    assert _rel(out, reference_product(parts, x.to(DTYPE).float(), aq)) < TOL
+    out = lin(x.to(DEVICE))
+    # under the interpreter E4M3 conversion does not round to nearest: only layout and scales are checked
+    assert _rel(out, reference_product(parts, x.float(), aq)) < (1e-1 if INTERPRET else FP8_TOL)
 
 
 def test_fp8_quantize_rows_matches_the_format():
@@ -106,7 +109,7 @@ def test_fp8_quantize_rows_matches_the_format():
     ref_s = fp8_scale(x.abs().amax(-1))
     assert torch.allclose(s.cpu(), ref_s, rtol=1e-6)
     if INTERPRET:
-        pytest.skip("the interpreter's float32 -> E4M3 conversion does not round to nearest")
+        pytest.skip("the interpreter's float32 -> E4M3 conversion does not carry a round-up into the exponent")
     assert torch.equal(q.cpu().float(), fp8_round(x / s.cpu()[:, None]).float())  # the format's rounding, bit for bit
 
 

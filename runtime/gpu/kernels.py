@@ -6,11 +6,11 @@ and dequantize inside the product, and the small fused steps of a decoder layer.
   layout). Codes are INT4 (symmetric, stored +8, or with zero points) or NVFP4's E2M1
   (decoded in the kernel; emulated W4A16, Hopper has no FP4 tensor cores). One scale per
   `group` inputs of a row (fp32, NVFP4's block scale times its global scale).
-- `fp8_linear_rows`: W8A8 for the decode path (<= 16 rows) in one launch: the bf16 rows
-  are quantized inside the kernel exactly as the FP8 format's fake quantizer does
-  (amax / 448 per row, IEEE division, round to nearest E4M3, saturating), then
-  y = (xq @ wq.T) * x_scale[:, None] * w_scale[None, :]: fp32 FMAs for one row (a GEMV),
-  the FP8 tensor cores for more. Prefill goes through `torch._scaled_mm` (cuBLAS).
+- `fp8_linear_rows`: W8A8 for the decode path (<= 16 rows): the bf16 rows are quantized
+  exactly as the FP8 format's fake quantizer does (amax / 448 per row, IEEE division,
+  round to nearest E4M3, saturating), then y = (xq @ wq.T) * x_scale * w_scale: one row
+  in one launch (quantized inside a GEMV with fp32 FMAs), more rows quantized first and
+  multiplied on the FP8 tensor cores. Prefill goes through `torch._scaled_mm` (cuBLAS).
 - `fp8_quantize_rows`: dynamic per-row E4M3 quantization of activations in one pass
   (prefill).
 - `rms_norm`: (x + skip) / rms * (offset + w) in one pass, writing the sum too.
@@ -279,29 +279,30 @@ _fp8_gemv = triton.autotune(configs=_FP8_GEMV_CONFIGS, key=["N", "K"])(_fp8_gemv
 @triton.jit
 def _fp8_matmul_kernel(
     x_ptr, xs_ptr, w_ptr, ws_ptr, y_ptr, M, N, K: tl.constexpr, stride_xm, stride_wn, stride_ym,
-    STATIC: tl.constexpr, FP8_MAX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """A few bf16 rows, quantized per row inside the kernel, times E4M3 weights on the
-    FP8 tensor cores."""
+    """A few rows of E4M3 codes (with per-row scales xs), times E4M3 weights on the FP8
+    tensor cores. Rows are quantized beforehand (`fp8_quantize_rows`): inside, every
+    program would re-read all rows for their amax (16 x K each, too much for L2)."""
     pid_n, pid_m = tl.program_id(0), tl.program_id(1)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
     mask_m, mask_n = rm[:, None] < M, rn[:, None] < N
-    xs = _fp8_row_scales(x_ptr, xs_ptr, rm, M, K, stride_xm, STATIC, FP8_MAX, BLOCK_M, BLOCK_K)
+    xs = tl.load(xs_ptr + rm, mask=rm < M, other=0.0)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         x = tl.load(x_ptr + rm[:, None] * stride_xm + (k0 + rk)[None, :], mask=mask_m, other=0.0)
         w = tl.load(w_ptr + rn[:, None] * stride_wn + (k0 + rk)[None, :], mask=mask_n, other=0.0)
-        acc += tl.dot(_fp8_codes(x, xs[:, None], FP8_MAX), tl.trans(w))
+        acc += tl.dot(x, tl.trans(w))
     ws = tl.load(ws_ptr + rn, mask=rn < N, other=0.0)
     y = acc * xs[:, None] * ws[None, :]
     tl.store(y_ptr + rm[:, None] * stride_ym + rn[None, :], y.to(y_ptr.dtype.element_ty), mask=mask_m & (rn[None, :] < N))
 
 
 def fp8_linear_rows(x: torch.Tensor, static_scale: torch.Tensor | None, wq: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
-    """W8A8 for a few rows in one launch: x [M, K] (bf16) quantized to E4M3 inside the
-    kernel (per row, amax / 448, or by the static scale [1] fp32), times wq [N, K] e4m3
+    """W8A8 for a few rows: x [M, K] (bf16) quantized to E4M3 per row (amax / 448) or by
+    the static scale [1] fp32 (inside the GEMV for one row: one launch), times wq [N, K] e4m3
     with per-row scales w_scale [N]; y = (xq @ wq.T) * x_scale * w_scale, out in x's dtype."""
     m, k = x.shape
     n = wq.shape[0]
@@ -313,10 +314,15 @@ def fp8_linear_rows(x: torch.Tensor, static_scale: torch.Tensor | None, wq: torc
         grid1 = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
         _fp8_gemv[grid1](x, xs, wq, w_scale, y, n, k, wq.stride(0), STATIC=static, FP8_MAX=448.0)
         return y
+    if static:
+        xq = (x.float() / static_scale).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
+        xs = static_scale.expand(m).contiguous()
+    else:
+        xq, xs = fp8_quantize_rows(x)
     bk = _pick_block_k(k, k)
     grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(m, 16))  # noqa: E731
-    _fp8_matmul_kernel[grid](x, xs, wq, w_scale, y, m, n, k, x.stride(0), wq.stride(0), y.stride(0),
-                             STATIC=static, FP8_MAX=448.0, BLOCK_M=16, BLOCK_K=bk)
+    _fp8_matmul_kernel[grid](xq, xs, wq, w_scale, y, m, n, k, xq.stride(0), wq.stride(0), y.stride(0),
+                             BLOCK_M=16, BLOCK_K=bk)
     return y
 
 

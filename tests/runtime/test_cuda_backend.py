@@ -2,7 +2,7 @@
 same (quantized) IR, and CUDA-graph decoding continues a prefill exactly as a longer
 prefill computes it. Tolerances: bf16 activations through two layers against the
 float32 reference, ||out - ref|| / ||ref|| < 3e-2 (FP8: no more than twice the
-reference's own bf16 drift; in float32, < 5e-3); decode against prefill, both bf16,
+reference's own bf16 drift; in float32 through the Triton kernels, < 5e-3); decode against prefill, both bf16,
 < 2e-2. Skipped without CUDA."""
 
 from __future__ import annotations
@@ -69,17 +69,21 @@ def test_cuda_logits_match_reference(tiny_checkpoint, family, quant):
 @pytest.mark.parametrize("family", ["llama", "gemma2"])
 def test_cuda_fp8_in_float32_matches_reference(tiny_checkpoint, family):
     """In float32 the GPU's FP8 activations see the reference's inputs up to summation
-    order, so they round to the same E4M3 codes: prefill (cuBLAS) and decode (Triton,
-    quantized inside the kernel) agree with the reference of the same IR closely."""
+    order, so they round to the same E4M3 codes: the Triton decode kernels (chunks of 8
+    rows, one-row steps; activations quantized as the format does) agree with the
+    reference of the same IR closely. (Prefill of more than 16 rows goes through
+    `torch._scaled_mm`, whose row-wise-scaled FP8 product rounds its output to bf16
+    even when asked for float32: 2.3e-2 seen on gemma2, so it is left to the bf16 tests.)"""
     from inferc.runtime.gpu import CudaBackend
 
     ir = _ir(tiny_checkpoint, family, "fp8")
     ids = torch.randint(0, 256, (2, 24), generator=torch.Generator().manual_seed(0))
     ref = TorchBackend(ir).logits(ids)
-    gpu = CudaBackend(ir, max_len=64, dtype=torch.float32, prefill_chunk=8)  # chunks of 8 rows x 2: Triton
+    gpu = CudaBackend(ir, max_len=64, dtype=torch.float32, prefill_chunk=8)
     assert _rel(gpu.logits(ids), ref) < 5e-3
-    gpu = CudaBackend(ir, max_len=64, dtype=torch.float32)  # 48 rows: cuBLAS
-    assert _rel(gpu.logits(ids), ref) < 5e-3
+    gpu.prefill(ids[:1, :20], new_tokens=4)
+    for t in range(20, 24):  # one row: the FP8 GEMV
+        assert _rel(gpu.decode(ids[:1, t]), ref[:1, t]) < 5e-3, t
 
 
 @pytest.mark.parametrize("quant", ["bf16", "fp8", "int4"])

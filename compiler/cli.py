@@ -259,6 +259,51 @@ def _interrupted(signum: int) -> int:
     click.echo("inferc: interrupted", err=True)
     return ExitCode.INTERRUPTED
 
+@cli.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--to", "uri", required=True, metavar="URI",
+              help="oci://HOST[:PORT]/REPO:TAG, hf://OWNER/NAME[@REVISION] or file://PATH[#TAG].")
+@click.option("--create", is_flag=True, help="hf://: create the repository (and the branch) when missing.")
+@click.option("--private", is_flag=True, help="hf://: make a created repository private.")
+@click.option("--message", help="hf://: the commit message.")
+@click.option("--plain-http", is_flag=True, help="oci://: HTTP instead of HTTPS (loopback registries always use HTTP).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def publish(artifact, uri, create, private, message, plain_http, quiet) -> None:
+    """Verify an artifact against its manifest.json, then publish it with its model card.
+
+    Registry credentials come from INFERC_REGISTRY_USERNAME / INFERC_REGISTRY_PASSWORD or a
+    docker config file (DOCKER_CONFIG or ~/.docker/config.json); the Hub token from HF_TOKEN."""
+    from inferc.compiler.publish import publish as run_publish
+
+    done = run_publish(artifact, uri, create=create, private=private, message=message, plain_http=plain_http,
+                       progress=_Bars(not quiet), step=_step)
+    click.echo(_table(_transfer_rows(done, "published")))
+
+
+@cli.command()
+@click.argument("uri")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Directory to restore the artifact into.")
+@click.option("--force", is_flag=True, help="Replace an existing artifact directory.")
+@click.option("--plain-http", is_flag=True, help="oci://: HTTP instead of HTTPS (loopback registries always use HTTP).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def pull(uri, out_dir, force, plain_http, quiet) -> None:
+    """Restore a published artifact, every file checked against its digest and manifest.json."""
+    from inferc.compiler.publish import pull as run_pull
+
+    done = run_pull(uri, out_dir, force=force, plain_http=plain_http, progress=_Bars(not quiet))
+    click.echo(_table(_transfer_rows(done, "pulled")))
+    click.echo(f"artifact: {out_dir}")
+
+
+def _transfer_rows(done: Any, verb: str) -> list[tuple[str, str]]:
+    mib = done.bytes / 2**20
+    rows = [(verb, done.uri), ("at", done.location), ("files", f"{done.files}, {mib:.2f} MiB")]
+    if done.verify_s:
+        rows.append(("verify", f"{done.verify_s:.2f} s"))
+    rate = f", {mib / done.transfer_s:.1f} MiB/s" if done.transfer_s > 0 else ""
+    rows.append(("transfer", f"{done.transfer_s:.2f} s{rate}"))
+    return rows
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and a documented exit code;

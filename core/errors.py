@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     UNSUPPORTED = 3  # a valid request inferc or the target cannot do
     GATE_FAILED = 4  # the build finished but a quality or speed gate failed
     MISSING_DEPENDENCY = 5  # an optional package is needed and absent
+    PUBLISH_FAILED = 6  # a publish or pull failed: registry refused or unreachable, content not matching its digest
     INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2, as a shell reports it
     TERMINATED = 143  # SIGTERM: 128 + 15
 
@@ -68,6 +69,11 @@ class OutputBusyError(InferCError):
 class Terminated(BaseException):
     """SIGTERM arrived. The CLI's handler raises it so that `finally` blocks clean up, as
     they do for KeyboardInterrupt; like KeyboardInterrupt, no `except Exception` stops it."""
+
+class PublishError(InferCError):
+    """A publish or pull that the registry refused, could not reach, or whose bytes do not match their digest."""
+
+    exit_code = ExitCode.PUBLISH_FAILED
 
 
 class GateFailedError(InferCError):

@@ -125,7 +125,7 @@ def main() -> None:
     stats = collect_activation_stats(base, calib)
     imx = work / "imatrix.gguf"
     write_imatrix(imx, stats.importance_sums(), stats.num_tokens, dataset="wikitext-2 test, held-out part")
-    importance = read_imatrix(imx, list(base.graph.shapes))
+    importance = read_imatrix(imx, base.graph.shapes)
 
     rows: list[dict] = []
     arts: dict[str, tuple[Path, float | None, int | None]] = {"F16 (ours)": (f16, None, None)}

@@ -32,6 +32,7 @@ from inferc.calibration.corpus import (
     tokenize,
 )
 from inferc.calibration.dataset import CalibrationSet
+from inferc.formats.gguf.imatrix import importance_for
 from inferc.calibration.stats import collect_activation_stats
 from inferc.compiler.default_model import DEFAULT_MODEL_NAME, ensure_default_model
 from inferc.core.errors import GateFailedError, InferCError
@@ -39,7 +40,8 @@ from inferc.core.ir import ModelIR
 from inferc.compiler.manifest import MANIFEST_FILE, make_manifest
 from inferc.compiler.memory import PeakMemory
 from inferc.compiler.outdir import OutputDir
-from inferc.compiler.pipeline import Plan, make_plan, run_plan
+from inferc.compiler.pipeline import Plan, check_plan, make_plan, run_plan
+from inferc.compiler.preflight import check_build_inputs
 from inferc.compiler.recipe import EvalConfig, Recipe
 from inferc.compiler.targets import ExportFormat, Quant, Target, get_target
 from inferc.formats.hf.reader import load_checkpoint
@@ -52,10 +54,11 @@ from inferc.runtime.report import (
     Report,
     SizeInfo,
     evaluate_gates,
+    reference_speed_note,
     render_markdown,
     to_json,
 )
-from inferc.runtime.speed import artifact_size, bits_per_weight, measure_speed
+from inferc.runtime.speed import artifact_size, bits_per_weight, measure_speed, tensor_data_bytes
 from inferc.formats.registry import get_exporter
 from inferc.runtime.backends import open_backend
 from inferc.runtime.torch_backend import TorchBackend
@@ -118,8 +121,9 @@ def evaluation_tokens(
         end = min(stream.numel(), ev.ctx_len * ev.chunks)
         return stream[:end], f"{name} tokens[0:{end}]", True
     held_out_seed = seed + _HELD_OUT_SEED_OFFSET
-    tokens = sample_from_model(ir, ev.num_samples, ev.sample_len, seed=held_out_seed, device=device, progress=progress).tokens
-    return tokens, f"held-out text sampled from the model (no corpus), {ev.num_samples}x{ev.sample_len} tokens, seed {held_out_seed}", False
+    n = min(ev.num_samples, ev.chunks)  # each sample is one chunk: sample no more than are scored
+    tokens = sample_from_model(ir, n, ev.sample_len, seed=held_out_seed, device=device, progress=progress).tokens
+    return tokens, f"held-out text sampled from the model (no corpus), {n}x{ev.sample_len} tokens, seed {held_out_seed}", False
 
 
 def prepare_data(recipe: Recipe, plan: Plan, ir: ModelIR, device: str, progress: Progress | None = None) -> _Data:
@@ -184,10 +188,11 @@ def build(
     announce("plan")
     target, emulation_note = _timed(records, "plan", lambda: resolve_target(recipe))
     plan = make_plan(recipe)
+    imatrix_entries = check_build_inputs(recipe, plan, device, imatrix)
     out_dir = Path(out_dir)
     with OutputDir(out_dir, force) as out:
         report = _build_into(out.temporary, recipe, plan, target, emulation_note, model_dir, device, progress, announce,
-                             imatrix, records)
+                             imatrix, imatrix_entries, records)
         out.commit()
     result = BuildResult(out_dir, report)
     failed = [g.name for g in report.gates if not g.passed]
@@ -207,6 +212,7 @@ def _build_into(
     progress: Progress | None,
     announce: Step,
     imatrix: Path | None,
+    imatrix_entries: dict | None,
     records: list[PassRecord],
 ) -> Report:
     """Every step after plan, writing the artifact into the (empty) folder tmp."""
@@ -217,15 +223,13 @@ def _build_into(
     if model_dir is None:
         model_dir = _timed(records, "prepare default model", ensure_default_model)
     ir = _timed(records, "load", lambda: load_checkpoint(model_dir))
+    check_plan(plan, ir)
+    importance = importance_for(imatrix_entries, ir.graph.shapes, Path(imatrix)) if imatrix_entries is not None else None
     base_ir = load_checkpoint(model_dir, validate=False)  # the unquantized reference
 
     announce("data")
     data = _timed(records, "data", lambda: prepare_data(recipe, plan, ir, device, progress))
-    ctx = PassContext(device=device, calibration=data.calibration, progress=progress)
-    if imatrix is not None:
-        from inferc.formats.gguf.imatrix import read_imatrix
-
-        ctx.importance = read_imatrix(Path(imatrix), list(ir.graph.shapes))
+    ctx = PassContext(device=device, calibration=data.calibration, progress=progress, importance=importance)
     if data.calibration is not None:
         calib = data.calibration
         ctx._stats_factory = lambda: collect_activation_stats(ir, calib, device, recipe.calibration.batch_size, progress)
@@ -256,6 +260,7 @@ def _build_into(
         quality=quality,
         quality_note="" if data.eval_is_corpus else "no corpus given: scored on held-out text sampled from the model itself",
         speed=speed,
+        speed_note=reference_speed_note(speed, target.name),
         sizes=size_info(ir, [p for _, p in exports]),
     )
     report.gates = evaluate_gates(recipe.gates, quality, speed, report.sizes)
@@ -289,7 +294,8 @@ def _evaluate(recipe: Recipe, base_ir: ModelIR, export: tuple[ExportFormat, Path
                                  method=method, source=data.eval_source, progress=progress)
         speed = None
         if ev.speed.enabled:
-            speed = measure_speed(candidate, prompt_len=ev.speed.prompt_len, gen_len=ev.speed.gen_len, repeats=ev.speed.repeats)
+            speed = measure_speed(candidate, prompt_len=ev.speed.prompt_len, gen_len=ev.speed.gen_len, repeats=ev.speed.repeats,
+                                  device=device)
     finally:
         candidate.close()
         reference.close()
@@ -297,9 +303,10 @@ def _evaluate(recipe: Recipe, base_ir: ModelIR, export: tuple[ExportFormat, Path
 
 
 def size_info(ir: ModelIR, paths: list[Path]) -> SizeInfo:
-    """Artifact bytes, and bits per weight over the weight files (safetensors, GGUF)."""
+    """Artifact bytes, and bits per weight over the tensor data of the weight files
+    (safetensors, GGUF; see runtime/speed.py for the definition)."""
     weight_files = [f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.suffix in (".safetensors", ".gguf", ".data")]
-    weight_bytes = artifact_size(weight_files)
+    weight_bytes = tensor_data_bytes(weight_files)
     n = ir.num_parameters()
     return SizeInfo(artifact_bytes=artifact_size(paths), weight_bytes=weight_bytes, n_weights=n,
                     bits_per_weight=bits_per_weight(weight_bytes, n))

@@ -106,7 +106,7 @@ def cli(verbose: int) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing inferc artifact (or an empty folder) at --out; nothing else is replaced.")
 @click.option("--emulate", is_flag=True, help="Allow a quant the target cannot run natively.")
 @click.option("--dataset", help="Corpus for calibration and evaluation (.txt/.jsonl, or hf:<name>); default: text sampled from the model.")
-@click.option("--eval-chunks", type=int, help="Evaluation chunks of ctx_len tokens.")
+@click.option("--eval-chunks", type=click.IntRange(min=1), help="Evaluation chunks of ctx_len tokens (at least 1).")
 @click.option("--no-eval", is_flag=True, help="Skip evaluation (no quality/speed report, gates not checked).")
 @click.option("--imatrix", type=click.Path(path_type=Path), help="llama.cpp importance matrix (imatrix.gguf) for GGUF K-quants.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for calibration and the reference runtime.")
@@ -137,7 +137,7 @@ def build(model_dir, target, quant, recipe_file, out_dir, force, emulate, datase
             calibration=dataclasses.replace(recipe.calibration, dataset=dataset),
             eval=dataclasses.replace(recipe.eval, dataset=dataset),
         )
-    if eval_chunks:
+    if eval_chunks is not None:
         recipe = dataclasses.replace(recipe, eval=dataclasses.replace(recipe.eval, chunks=eval_chunks))
     if no_eval:
         recipe = dataclasses.replace(recipe, eval=dataclasses.replace(recipe.eval, enabled=False), gates={})
@@ -164,18 +164,20 @@ def _print_summary(report: Any) -> None:
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--reference", type=click.Path(path_type=Path), help="Unquantized checkpoint to compare with (default: the artifact's source).")
 @click.option("--dataset", help="Corpus (.txt/.jsonl); default: held-out text sampled from the reference model.")
-@click.option("--ctx-len", default=512, show_default=True)
-@click.option("--chunks", default=40, show_default=True)
+@click.option("--ctx-len", type=click.IntRange(min=2), default=512, show_default=True)
+@click.option("--chunks", type=click.IntRange(min=1), default=40, show_default=True)
 @click.option("--method", type=click.Choice(["half", "full"]), default="half", show_default=True)
 @click.option("--speed/--no-speed", default=True, show_default=True)
 @click.option("--json-out", type=click.Path(path_type=Path), help="Write the evaluation as JSON here.")
 @click.option("--device", default="cpu", show_default=True)
-def eval_cmd(artifact, reference, dataset, ctx_len, chunks, method, speed, json_out, device) -> None:
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def eval_cmd(artifact, reference, dataset, ctx_len, chunks, method, speed, json_out, device, quiet) -> None:
     """Evaluate an artifact (artifact directory, HF checkpoint or .gguf) against its reference."""
     from inferc.compiler.evaluate import evaluate_artifact
     from inferc.runtime.report import to_json
 
-    report = evaluate_artifact(artifact, reference, dataset, ctx_len, chunks, method, speed, device)
+    report = evaluate_artifact(artifact, reference, dataset, ctx_len, chunks, method, speed, device,
+                               progress=_Bars(not quiet), step=_step)
     if json_out:
         Path(json_out).write_text(to_json(report))
     _print_summary(report)

@@ -4,14 +4,16 @@ with its unquantized reference, in the same report format as `inferc build`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from inferc.compiler.build import evaluation_tokens
 from inferc.core.errors import CheckpointError, InferCError
 from inferc.compiler.manifest import MANIFEST_FILE
+from inferc.compiler.preflight import check_dataset, check_device
 from inferc.compiler.recipe import EvalConfig
 from inferc.formats.hf.reader import load_checkpoint
-from inferc.runtime.report import Report
+from inferc.runtime.report import Report, reference_speed_note
 
 
 def _resolve(artifact: Path, reference: Path | None) -> tuple[str, Path, Path]:
@@ -44,22 +46,36 @@ def evaluate_artifact(
     method: str,
     speed: bool,
     device: str = "cpu",
+    progress: Callable[[str, int, int], None] | None = None,
+    step: Callable[[str], None] | None = None,
 ) -> Report:
+    """Score an artifact against its reference; `step` is told each stage as it starts
+    (load, data, quality, speed) and `progress` how far the long ones have got."""
     from inferc.runtime.evaluate import compare_logits
     from inferc.runtime.speed import measure_speed
     from inferc.runtime.backends import open_backend
     from inferc.runtime.torch_backend import TorchBackend
 
-    kind, path, ref_dir = _resolve(artifact, reference)
-    ref_ir = load_checkpoint(ref_dir)
+    announce = step or (lambda _s: None)
     ev = EvalConfig(dataset=dataset, ctx_len=ctx_len, chunks=chunks, method=method)  # type: ignore[arg-type]
-    tokens, source, is_corpus = evaluation_tokens(ev, ref_ir, seed=0, device=device)
+    check_device(device)
+    if dataset:
+        check_dataset(dataset, "evaluation")
+    kind, path, ref_dir = _resolve(artifact, reference)
+    announce("load")
+    ref_ir = load_checkpoint(ref_dir)
+    announce("data")
+    tokens, source, is_corpus = evaluation_tokens(ev, ref_ir, seed=0, device=device, progress=progress)
     candidate = open_backend(path, device)
     reference_backend = TorchBackend(ref_ir, device=device, quantized=False)
     try:
+        announce("quality")
         quality = compare_logits(reference_backend, candidate, tokens, ctx_len=ctx_len, n_chunks=chunks,
-                                 method=method if is_corpus else "full", source=source)
-        spd = measure_speed(candidate) if speed else None
+                                 method=method if is_corpus else "full", source=source, progress=progress)
+        spd = None
+        if speed:
+            announce("speed")
+            spd = measure_speed(candidate, device=device)
     finally:
         candidate.close()
         reference_backend.close()
@@ -71,4 +87,5 @@ def evaluate_artifact(
         quality=quality,
         quality_note="" if is_corpus else "no corpus given: scored on held-out text sampled from the reference model",
         speed=spd,
+        speed_note=reference_speed_note(spd),
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 from inferc.core.errors import CheckpointError
 from inferc.compiler.manifest import MANIFEST_FILE
 from inferc.formats.hf.reader import load_checkpoint
+from inferc.runtime.speed import bits_per_weight, tensor_data_bytes
 
 Rows = list[tuple[str, str]]
 
@@ -24,6 +25,9 @@ def inspect_path(path: Path) -> tuple[Rows, list[tuple]]:
     if path.is_dir():
         return _inspect_checkpoint(path)
     raise CheckpointError(f"'{path}' is not a checkpoint directory, an inferc artifact or a .gguf file")
+
+
+BPW_NOTE = "tensor data bytes x 8 / weights; file headers and metadata not counted"
 
 
 def graph_text(path: Path, fuse: bool = False) -> str:
@@ -49,7 +53,7 @@ def graph_text(path: Path, fuse: bool = False) -> str:
 
 def _inspect_checkpoint(path: Path) -> tuple[Rows, list[tuple]]:
     ir = load_checkpoint(path, validate=False)
-    weight_bytes = sum(f.stat().st_size for f in ir.tensors.files())
+    weight_bytes = tensor_data_bytes(list(ir.tensors.files()))
     params = ir.num_parameters() + sum(
         w.shape[0] * w.shape[1] for n, w in ir.weights.items() if n not in ir.tensors
     )
@@ -58,8 +62,8 @@ def _inspect_checkpoint(path: Path) -> tuple[Rows, list[tuple]]:
         ("path", str(path)),
         ("architecture", f"{ir.spec.model_type} ({ir.spec.num_layers} layers, hidden {ir.spec.hidden_size})"),
         ("parameters", f"{params:,}"),
-        ("weight bytes", f"{weight_bytes:,} ({weight_bytes / 2**20:.1f} MiB)"),
-        ("bits per weight", f"{8 * weight_bytes / max(params, 1):.3f}"),
+        ("tensor data bytes", f"{weight_bytes:,} ({weight_bytes / 2**20:.1f} MiB)"),
+        ("bits per weight", f"{bits_per_weight(weight_bytes, max(params, 1)):.3f} ({BPW_NOTE})"),
         ("quantized linears", f"{len(ir.weights)} ({', '.join(formats) or 'none'})"),
     ]
     rows: list[tuple] = [("tensor", "shape", "stored", "quantization", "bits/weight")]
@@ -85,7 +89,8 @@ def _inspect_gguf(path: Path) -> tuple[Rows, list[tuple]]:
         ("format", f"GGUF v{s.version}"),
         ("architecture", str(s.architecture)),
         ("file bytes", f"{s.file_bytes:,} ({s.file_bytes / 2**20:.1f} MiB)"),
-        ("bits per weight", f"{s.bits_per_weight:.3f}"),
+        ("tensor data bytes", f"{sum(t.nbytes for t in s.tensors):,}"),
+        ("bits per weight", f"{s.bits_per_weight:.3f} ({BPW_NOTE})"),
         ("tensor types", counts),
     ]
     rows: list[tuple] = [("tensor", "shape", "stored", "quantization", "bits/weight")]

@@ -57,6 +57,12 @@ def make_plan(recipe: Recipe) -> Plan:
     return plan
 
 
+def check_plan(plan: Plan, model: ModelIR) -> None:
+    """Every planned pass's options against the loaded model, before data is prepared."""
+    for planned in plan.passes:
+        planned.instance.check(model)
+
+
 def run_plan(plan: Plan, model: ModelIR, ctx: PassContext) -> tuple[ModelIR, list[PassRecord]]:
     records = []
     for planned in plan.passes:

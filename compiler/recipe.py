@@ -44,8 +44,8 @@ class CalibrationConfig:
     batch_size: int = 4
 
     def __post_init__(self) -> None:
-        if self.num_sequences < 1 or self.seq_len < 2:
-            raise ValueError("calibration needs num_sequences >= 1 and seq_len >= 2")
+        if self.num_sequences < 1 or self.seq_len < 2 or self.batch_size < 1:
+            raise ValueError(f"calibration needs num_sequences >= 1, seq_len >= 2 and batch_size >= 1, found {self.num_sequences}, {self.seq_len}, {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,10 @@ class SpeedConfig:
     gen_len: int = 32
     repeats: int = 3
 
+    def __post_init__(self) -> None:
+        if self.prompt_len < 1 or self.gen_len < 2 or self.repeats < 1:
+            raise ValueError(f"speed needs prompt_len >= 1, gen_len >= 2 and repeats >= 1, found {self.prompt_len}, {self.gen_len}, {self.repeats}")
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -89,6 +93,12 @@ class EvalConfig:
     num_samples: int = 8  # held-out sequences when sampling the model (no corpus)
     sample_len: int = 256
     speed: SpeedConfig = field(default_factory=SpeedConfig)
+
+    def __post_init__(self) -> None:
+        if self.chunks < 1:
+            raise ValueError(f"eval needs chunks >= 1 (chunks of ctx_len tokens scored), found {self.chunks}")
+        if self.ctx_len < 2 or self.num_samples < 1 or self.sample_len < 2:
+            raise ValueError(f"eval needs ctx_len >= 2, num_samples >= 1 and sample_len >= 2, found {self.ctx_len}, {self.num_samples}, {self.sample_len}")
 
 
 @dataclass(frozen=True)
@@ -139,11 +149,17 @@ class _LineList(list):
     lines: list[int]
 
 
+# Recipes are plain data: a node may carry only the tags plain YAML resolves to.
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")}
+
+
 def _plain(node: yaml.Node) -> Any:
+    _check_tag(node)
     if isinstance(node, yaml.MappingNode):
         out = _LineDict()
         out.lines = {}
         for key_node, value_node in node.value:
+            _check_tag(key_node)
             key = key_node.value
             if key in out:
                 raise RecipeError(f"line {key_node.start_mark.line + 1}: duplicate key '{key}'")
@@ -157,6 +173,15 @@ def _plain(node: yaml.Node) -> Any:
     return yaml.SafeLoader(" ").construct_object(node)  # scalars, typed as YAML says
 
 
+def _check_tag(node: yaml.Node) -> None:
+    if node.tag not in _PLAIN_TAGS:
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        raise RecipeError(
+            f"line {node.start_mark.line + 1}: the YAML tag '{tag}' is not allowed; a recipe holds plain mappings, lists, "
+            "strings, numbers, booleans and null"
+        )
+
+
 def _load_yaml(text: str, where: str) -> Any:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -166,7 +191,10 @@ def _load_yaml(text: str, where: str) -> Any:
         raise RecipeError(f"{where}:{line} is not valid YAML: {getattr(exc, 'problem', exc)}") from exc
     if node is None:
         raise RecipeError(f"{where}: the recipe is empty")
-    return _plain(node)
+    try:
+        return _plain(node)
+    except RecipeError as exc:
+        raise RecipeError(f"{where}: {exc}") from None
 
 
 def _lines(value: Any) -> dict[str, int]:

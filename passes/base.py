@@ -98,8 +98,32 @@ class Pass:
         """What this configured pass needs; defaults to the class's `requires`."""
         return self.requires
 
+    def check(self, model: ModelIR) -> None:
+        """Refuse options that cannot apply to this model, before any data is prepared
+        (the build calls it right after loading). By default: every `ignore` pattern
+        must match a linear."""
+        check_ignore(model, self.name, tuple(getattr(self.config, "ignore", ()) or ()))
+
     def run(self, model: ModelIR, ctx: PassContext) -> ModelIR:
         raise NotImplementedError
+
+
+def _matches(module: str, ignore: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(module, pat) for pat in ignore)
+
+
+def check_ignore(model: ModelIR, pass_name: str, ignore: tuple[str, ...]) -> None:
+    """Every `ignore` pattern must name at least one linear module of this model;
+    `lm_head` always counts, tied to the embeddings or not."""
+    names = model.quantizable()
+    modules = [n.removesuffix(".weight") for n in names] + [model.source_name(n).removesuffix(".weight") for n in names] + ["lm_head"]
+    unmatched = [pat for pat in ignore if not any(fnmatch.fnmatchcase(m, pat) for m in modules)]
+    if unmatched:
+        raise RecipeError(
+            f"pass '{pass_name}' option ignore: pattern '{unmatched[0]}' matches no linear of this model; "
+            f"patterns are fnmatch patterns on module names such as '{modules[0]}', 'layers.0.*', '*.mlp.down', "
+            "the checkpoint's 'model.layers.0.*', or 'lm_head'"
+        )
 
 
 def select_linears(model: ModelIR, ignore: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -108,9 +132,8 @@ def select_linears(model: ModelIR, ignore: tuple[str, ...]) -> tuple[list[str], 
     (`lm_head`, `layers.0.*`, `*.attn.v`) and the checkpoint's (`model.layers.0.*`)."""
     chosen, skipped = [], []
     for name in model.quantizable():
-        modules = {name.removesuffix(".weight"), model.source_name(name).removesuffix(".weight")}
-        hit = any(fnmatch.fnmatchcase(m, pat) for m in modules for pat in ignore)
-        (skipped if hit else chosen).append(name)
+        modules = (name.removesuffix(".weight"), model.source_name(name).removesuffix(".weight"))
+        (skipped if any(_matches(m, ignore) for m in modules) else chosen).append(name)
     return chosen, skipped
 
 
@@ -161,7 +184,9 @@ def fused_groups(model: ModelIR, names: list[str]) -> list[list[str]]:
 
 def select_targets(model: ModelIR, pass_name: str, ctx: PassContext, ignore: tuple[str, ...]) -> list[str]:
     """Linears a weight pass should quantize: ignored ones are recorded as left dense,
-    already-quantized ones are skipped with an event."""
+    already-quantized ones are skipped with an event; an `ignore` pattern that matches
+    nothing is an error."""
+    check_ignore(model, pass_name, ignore)
     targets, ignored = select_linears(model, ignore)
     for name in ignored:
         model.unquantized[name] = "ignored by recipe"

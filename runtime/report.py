@@ -35,9 +35,9 @@ REPORT_VERSION = 1
 @dataclass(frozen=True)
 class SizeInfo:
     artifact_bytes: int  # every file of the artifact
-    weight_bytes: int  # the weight tensors (data and scales) only
+    weight_bytes: int  # the tensor data of the weight files (codes, scales), headers not counted
     n_weights: int  # parameters those bytes encode
-    bits_per_weight: float  # 8 * weight_bytes / n_weights
+    bits_per_weight: float  # 8 * weight_bytes / n_weights (runtime/speed.py: the one definition)
 
     @property
     def artifact_mb(self) -> float:
@@ -91,6 +91,7 @@ class Report:
     quality: QualityResult | None = None
     quality_note: str = ""  # e.g. "measured on held-out samples from the model: no corpus given"
     speed: SpeedResult | None = None
+    speed_note: str = ""  # e.g. "measured on cpu by the torch reference runtime, not on the h100"
     sizes: SizeInfo | None = None
     gates: list[GateResult] = field(default_factory=list)
 
@@ -206,8 +207,43 @@ def _speed_rows(s: SpeedResult) -> list[tuple[str, str]]:
         ("decode", f"{s.decode_tok_s:.1f} tok/s ({s.gen_len} tokens)"),
         ("time to first token p50 / p95", f"{s.ttft_ms_p50:.1f} / {s.ttft_ms_p95:.1f} ms"),
         ("time per output token p50 / p95", f"{s.tpot_ms_p50:.2f} / {s.tpot_ms_p95:.2f} ms"),
-        ("peak memory", f"{s.peak_memory_mb:.0f} MiB ({s.memory_scope})"),
+        (s.memory_label, f"{s.peak_memory_mb:.0f} MiB ({s.memory_scope})"),
     ]
+
+
+def reference_speed_note(speed: SpeedResult | None, target: str | None = None) -> str:
+    """What a speed measured by the torch reference runtime is not: the target's speed."""
+    if speed is None or speed.backend != "torch":
+        return ""
+    on = f"the {target}'s kernels" if target else "a deployment kernel"
+    return (f"measured on {speed.device} by the torch reference runtime, which computes with dequantized weights and "
+            f"fake-quantized activations: not the speed of {on}")
+
+
+def _scored(q: QualityResult) -> str:
+    r = q.reference
+    return f"{q.tokens_scored} tokens ({r.chunks} x {r.ctx_len}, method {r.method}) of {q.source}"
+
+
+def event_groups(events: list[EventRecord]) -> list[tuple[EventRecord, int, list[str]]]:
+    """Events that say the same thing (pass, kind, detail), once each with their count and
+    tensors, in order of first appearance."""
+    groups: dict[tuple[str, str, str], tuple[EventRecord, list[str]]] = {}
+    for e in events:
+        groups.setdefault((e.pass_name, e.kind, e.detail), (e, []))[1].append(e.tensor)
+    return [(first, len(tensors), tensors) for first, tensors in groups.values()]
+
+
+def _event_kinds(events: list[EventRecord]) -> str:
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e.kind] = counts.get(e.kind, 0) + 1
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items())
+
+
+def _tensor_list(tensors: list[str], shown: int = 3) -> str:
+    names = ", ".join(f"`{t}`" for t in tensors[:shown])
+    return names + (f" and {len(tensors) - shown} more" if len(tensors) > shown else "")
 
 
 def render_markdown(report: Report) -> str:
@@ -220,23 +256,24 @@ def render_markdown(report: Report) -> str:
             ("source", c.source), ("sequences", f"{c.num_sequences} x {c.seq_len} tokens"), ("sha256", f"`{c.sha256}`"),
         ])
     if r.passes:
-        out += ["## Passes", ""] + _table(("pass", "time (s)", "peak memory (MiB)"),
+        out += ["## Passes", ""] + _table(("pass", "time (s)", "peak memory (MiB, process RSS)"),
                                           [(p.name, f"{p.seconds:.2f}", f"{p.peak_memory_mb:.0f}") for p in r.passes])
     if r.events:
-        out += [f"## Per-layer events ({len(r.events)})", ""] + _table(
-            ("pass", "tensor", "kind", "detail"), [(e.pass_name, f"`{e.tensor}`", e.kind, e.detail) for e in r.events])
+        out += [f"## Per-layer events ({_event_kinds(r.events)}; every tensor in report.json)", ""] + _table(
+            ("pass", "kind", "detail", "count", "tensors"),
+            [(e.pass_name, e.kind, e.detail, str(n), _tensor_list(tensors)) for e, n, tensors in event_groups(r.events)])
     if r.quality:
         out += ["## Quality", ""] + ([r.quality_note, ""] if r.quality_note else [])
-        out += [f"Scored on: {r.quality.source}", ""] + _table(("metric", "value"), _quality_rows(r.quality))
+        out += [f"Scored: {_scored(r.quality)}", ""] + _table(("metric", "value"), _quality_rows(r.quality))
     if r.speed:
-        out += [f"## Speed ({r.speed.backend} backend, {r.speed.device}, {r.speed.repeats} runs)", ""]
-        out += _table(("metric", "value"), _speed_rows(r.speed))
+        out += [f"## Speed ({r.speed.backend} backend on {r.speed.device}, {r.speed.repeats} runs)", ""]
+        out += ([r.speed_note, ""] if r.speed_note else []) + _table(("metric", "value"), _speed_rows(r.speed))
     if r.sizes:
         z = r.sizes
         out += ["## Size", ""] + _table(("", ""), [
             ("artifact", f"{z.artifact_mb:.2f} MiB ({z.artifact_bytes} bytes)"),
-            ("weights", f"{z.weight_bytes} bytes for {z.n_weights} parameters"),
-            ("bits per weight", f"{z.bits_per_weight:.3f}"),
+            ("tensor data", f"{z.weight_bytes} bytes for {z.n_weights} parameters"),
+            ("bits per weight", f"{z.bits_per_weight:.3f} (tensor data bytes x 8 / parameters; file headers and metadata not counted)"),
         ])
     if r.gates:
         verdict = "all passed" if r.gates_passed else "FAILED"
@@ -255,10 +292,11 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
     if r.passes:
         rows.append(("build time", f"{sum(p.seconds for p in r.passes):.1f} s"))
     if r.events:
-        rows.append(("per-layer events", str(len(r.events))))
+        rows.append(("per-layer events", f"{_event_kinds(r.events)} (report.md)"))
     if r.quality:
         q = r.quality
         rows += [
+            ("scored", _scored(q)),
             ("perplexity", f"{q.reference.ppl:.3f} -> {q.candidate.ppl:.3f} ({q.ppl_increase_pct:+.2f} %)"),
             ("KL divergence (mean)", f"{q.kld_mean:.5f}"),
             ("top-1 agreement", f"{100 * q.top1:.2f} %"),
@@ -267,9 +305,11 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
             rows.append(("quality data", r.quality_note))
     if r.speed:
         s = r.speed
-        rows += [("prefill / decode", f"{s.prefill_tok_s:.1f} / {s.decode_tok_s:.1f} tok/s"),
+        rows += [(f"prefill / decode ({s.backend} on {s.device})", f"{s.prefill_tok_s:.1f} / {s.decode_tok_s:.1f} tok/s"),
                  ("TTFT / TPOT p50", f"{s.ttft_ms_p50:.1f} / {s.tpot_ms_p50:.2f} ms"),
-                 ("peak memory", f"{s.peak_memory_mb:.0f} MiB")]
+                 (s.memory_label, f"{s.peak_memory_mb:.0f} MiB")]
+        if r.speed_note:
+            rows.append(("speed data", r.speed_note))
     if r.sizes:
         rows.append(("size", f"{r.sizes.artifact_mb:.2f} MiB, {r.sizes.bits_per_weight:.2f} bits/weight"))
     for g in r.gates:

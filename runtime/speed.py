@@ -11,8 +11,13 @@ device, so times are wall-clock times of finished work.
 Peak memory: on CUDA, `torch.cuda.max_memory_allocated` during the runs (tensors
 allocated by torch, after a reset). On CPU, the process's resident-set high-water mark
 (VmHWM of /proc/self/status), reset before the runs through /proc/self/clear_refs when
-the kernel allows it; `memory_scope` says which one was measured. The RSS figure
-includes the weights, the Python interpreter and every library loaded in the process.
+the kernel allows it; `memory_label` names which one was measured and `memory_scope`
+says how. The RSS figure is the whole process: the weights, every other model the
+process holds (a build's unquantized reference too), the interpreter and its libraries.
+
+Bits per weight, one definition everywhere (build reports and `inferc inspect`):
+8 * the bytes of the tensor data (codes, scales, zero points; file headers, metadata
+and padding not counted) / the number of model weights. It is llama.cpp's BPW.
 """
 
 from __future__ import annotations
@@ -42,8 +47,9 @@ class SpeedResult:
     tpot_ms_p50: float
     tpot_ms_p95: float
     peak_memory_mb: float
-    memory_scope: str  # what peak_memory_mb measures
+    memory_scope: str  # what peak_memory_mb measures, in a sentence
     device: str
+    memory_label: str = "peak process RSS"  # short name of what peak_memory_mb measures
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -103,8 +109,9 @@ def measure_speed(
         _one_run(backend, prompts[i], gen_len, cuda)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-        scope = "torch.cuda.max_memory_allocated during the timed runs"
+        label, scope = "peak CUDA memory allocated", "torch.cuda.max_memory_allocated during the timed runs"
     else:
+        label = "peak process RSS"
         scope = ("process peak RSS (VmHWM) during the timed runs" if _reset_rss_peak()
                  else "process peak RSS (VmHWM) over the process lifetime (peak reset not permitted)")
     ttft, tpot, decode_rate, prefill_rate = [], [], [], []
@@ -129,6 +136,7 @@ def measure_speed(
         peak_memory_mb=peak,
         memory_scope=scope,
         device=device,
+        memory_label=label,
     )
 
 
@@ -147,8 +155,28 @@ def artifact_size(paths: list[str | Path] | str | Path) -> int:
     return total
 
 
+def tensor_data_bytes(files: list[Path]) -> int:
+    """Bytes of the tensor data in .safetensors and .gguf files (headers and metadata not
+    counted) and in ONNX external data files."""
+    total = 0
+    for f in map(Path, files):
+        if f.suffix == ".gguf":
+            from inferc.formats.gguf import read_gguf_summary
+
+            total += sum(t.nbytes for t in read_gguf_summary(f).tensors)
+        elif f.suffix == ".safetensors":
+            from inferc.formats.hf.reader import safetensors_data_bytes
+
+            total += safetensors_data_bytes(f)
+        elif f.suffix == ".data":  # ONNX external data: raw tensor bytes
+            total += f.stat().st_size
+        else:
+            raise ValueError(f"'{f}' is not a .safetensors or .gguf weight file")
+    return total
+
+
 def bits_per_weight(weight_bytes: int, n_params: int) -> float:
-    """8 * bytes of the weight tensors (data and scales) / number of weights."""
+    """8 * bytes of the tensor data (codes, scales, zero points) / number of weights."""
     if n_params <= 0:
         raise ValueError(f"n_params must be positive, got {n_params}")
     return 8.0 * weight_bytes / n_params

@@ -76,11 +76,17 @@ def _dequantize_fp8(q: QuantizedWeight) -> torch.Tensor:
 
 @register_activation_quantizer(QuantFormat.FP8_E4M3)
 def fake_quantize_fp8_activation(aq: ActivationQuant, x: torch.Tensor) -> torch.Tensor:
-    """Quantize-dequantize activations [..., features] as the FP8 GEMM would see them."""
-    if aq.dynamic and aq.granularity is Granularity.TOKEN:
-        scale = fp8_scale(x.abs().amax(dim=-1, keepdim=True))  # [..., 1]
-    elif aq.dynamic:
-        scale = fp8_scale(x.abs().amax())
+    """Quantize-dequantize activations [..., features] as compressed-tensors does when
+    transformers runs the exported checkpoint: every step in x's dtype (the model's), with
+    the scale in that dtype too (a static input_scale is loaded in the model's dtype), x /
+    scale saturated to +-448 and rounded to nearest-even E4M3, then code * scale. Dynamic
+    scales are amax / 448 per token (or per tensor), a zero scale replaced by the dtype's
+    eps."""
+    dtype = x.dtype
+    if aq.dynamic:
+        amax = x.abs().amax(dim=-1, keepdim=True) if aq.granularity is Granularity.TOKEN else x.abs().amax()  # [..., 1] or []
+        scale = amax / FP8_E4M3_MAX
+        scale = torch.where(scale == 0, torch.tensor(torch.finfo(dtype).eps, dtype=dtype, device=x.device), scale)
     else:
-        scale = aq.scale
-    return (fp8_round(x.float() / scale).float() * scale).to(x.dtype)
+        scale = aq.scale.to(device=x.device, dtype=dtype)
+    return fp8_round(x / scale).to(dtype) * scale

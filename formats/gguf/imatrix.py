@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inferc.core.errors import FormatError
+from inferc.core.errors import FormatError, require
 from inferc.formats.gguf.names import gguf_name, ir_name
 
 _SUM2, _COUNTS = ".in_sum2", ".counts"
@@ -46,22 +46,23 @@ def write_imatrix(path: Path, sums: dict[str, tuple[torch.Tensor, int]], num_tok
     tmp.replace(path)
 
 
-def read_imatrix(path: Path, weights: list[str]) -> dict[str, torch.Tensor]:
-    """Importance (mean squared input per column) by IR weight name (of `weights`, the
-    model's linears) from an imatrix.gguf."""
-    import gguf
-
+def read_imatrix_file(path: Path) -> dict[str, np.ndarray]:
+    """Importance (mean squared input per column) by llama.cpp tensor name, checked as a
+    file: no model needed, so a bad --imatrix is refused before anything is loaded."""
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"imatrix file '{path}' does not exist")
-    if path.read_bytes()[:4] != b"GGUF":
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
         raise FormatError(f"'{path}' is not an imatrix.gguf (no GGUF magic); the legacy .dat format is not supported, convert it with llama-imatrix --in-file old.dat -o new.gguf")
+    gguf = require("gguf", "gguf", "reading an imatrix.gguf", 'pip install "inferc[gguf]"')
     try:
         r = gguf.GGUFReader(str(path))
     except (ValueError, IndexError, KeyError, OverflowError) as exc:
         raise FormatError(f"'{path}' is a truncated or corrupt imatrix file ({exc})") from exc
     tensors = {t.name: np.asarray(t.data, dtype=np.float32) for t in r.tensors}
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, np.ndarray] = {}
     for tname, sums in tensors.items():
         if not tname.endswith(_SUM2):
             continue
@@ -69,12 +70,32 @@ def read_imatrix(path: Path, weights: list[str]) -> dict[str, torch.Tensor]:
         counts = tensors.get(base + _COUNTS)
         if counts is None:
             raise FormatError(f"'{path}': '{tname}' has no matching '{base}{_COUNTS}'")
-        name = ir_name(base, weights)
-        if name is None:
-            continue
         sums2 = sums.reshape(counts.size, -1)
         per = sums2 / np.maximum(counts.reshape(-1, 1), 1.0)
-        out[name] = torch.from_numpy(per.mean(axis=0).astype(np.float32))
+        out[base] = per.mean(axis=0).astype(np.float32)
+    if not out:
+        raise FormatError(f"'{path}' holds no importance entries ('<tensor>{_SUM2}' with '<tensor>{_COUNTS}')")
+    return out
+
+
+def importance_for(entries: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], path: Path) -> dict[str, torch.Tensor]:
+    """The entries of `read_imatrix_file` by IR weight name for a model whose tensors have
+    `shapes`; an entry as wide as no input of its tensor is refused (another model's file)."""
+    out = {}
+    for base, per in entries.items():
+        name = ir_name(base, list(shapes))
+        if name is None:
+            continue
+        cols = shapes[name][-1]
+        if per.size != cols:
+            raise FormatError(f"'{path}': '{base}' has {per.size} columns but this model's tensor has {cols}; "
+                              "the importance matrix was made for another model")
+        out[name] = torch.from_numpy(per)
     if not out:
         raise FormatError(f"'{path}' holds no importance entries for this model's tensors")
     return out
+
+
+def read_imatrix(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """Importance (mean squared input per column) by IR weight name from an imatrix.gguf."""
+    return importance_for(read_imatrix_file(path), shapes, Path(path))

@@ -3,6 +3,9 @@
 CONFIG_FILE = "config.json"
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
+# safetensors: a little-endian u64 header length, the JSON header, then the tensor data
+SAFETENSORS_HEADER_SIZE_BYTES = 8
+SAFETENSORS_METADATA_KEY = "__metadata__"
 GENERATION_CONFIG_FILE = "generation_config.json"
 TOKENIZER_FILES = (
     "tokenizer.json",

@@ -14,7 +14,14 @@ import torch
 
 from inferc.core.errors import CheckpointError
 from inferc.core.ir import ModelIR, SourceInfo, TensorStore, spec_from_config
-from inferc.formats.hf.constants import CONFIG_FILE, INDEX_FILE, SINGLE_FILE, TOKENIZER_FILES
+from inferc.formats.hf.constants import (
+    CONFIG_FILE,
+    INDEX_FILE,
+    SAFETENSORS_HEADER_SIZE_BYTES,
+    SAFETENSORS_METADATA_KEY,
+    SINGLE_FILE,
+    TOKENIZER_FILES,
+)
 from inferc.formats.hf.names import MULTIMODAL_PREFIX, hf_name, ir_names
 from inferc.formats.hf.quantized_reader import attach_quantization, quant_method
 
@@ -30,6 +37,17 @@ def read_config(model_dir: Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+
+
+def safetensors_data_bytes(path: Path) -> int:
+    """Bytes of the tensors' data in a .safetensors file (its header not counted)."""
+    with Path(path).open("rb") as f:
+        size = int.from_bytes(f.read(SAFETENSORS_HEADER_SIZE_BYTES), "little")
+        try:
+            header = json.loads(f.read(size))
+            return sum(end - start for key, v in header.items() if key != SAFETENSORS_METADATA_KEY for start, end in [v["data_offsets"]])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"'{path}' is not a valid safetensors file (unreadable header)") from exc
 
 
 def weight_files(model_dir: Path) -> list[Path]:

@@ -69,6 +69,9 @@ def test_build_writes_a_complete_artifact(tiny_checkpoint, tmp_path, capsys):
     code, stdout, err = _run(["eval", out, "--chunks", "1", "--no-speed"], capsys)
     assert code == ExitCode.OK, err
     assert "KL divergence" in stdout
+    assert [line for line in err.splitlines() if line.startswith("[inferc] ")] == [
+        "[inferc] load", "[inferc] data", "[inferc] quality"]  # it says what it is doing
+    assert "255 tokens (1 x 256, method full) of held-out text sampled from the model (no corpus), 1x256 tokens" in stdout
 
 
 def test_failed_gate_exits_with_its_own_code_and_keeps_the_artifact(tiny_checkpoint, tmp_path, capsys):
@@ -182,3 +185,68 @@ def test_int4_on_cpu_without_an_onnx_export_is_refused(tiny_checkpoint, tmp_path
     recipe.write_text(ONNX_RECIPE.replace("[{format: onnx, flavour: ort}]", "[{format: gguf}]"))
     code, _, err = _run(["build", "--model", tiny_checkpoint("llama"), "--recipe", recipe, "--out", tmp_path / "a"], capsys)
     assert code == ExitCode.UNSUPPORTED and "INT4 runs on CPU as ONNX" in err
+
+
+IGNORE_TYPO = RECIPE.replace("options: {activations: static}", "options: {activations: static, ignore: [lm_head, '*.down_prj']}")
+
+
+@pytest.mark.parametrize(
+    "args, code, message, last_step",
+    [
+        (["--eval-chunks", "0"], ExitCode.USAGE, "0 is not in the range x>=1", None),
+        (["--eval-chunks", "-1"], ExitCode.USAGE, "-1 is not in the range x>=1", None),
+        (["--dataset", "{missing}.txt"], ExitCode.USAGE, "corpus '{missing}.txt' does not exist", "plan"),
+        (["--dataset", "hf:wikitext:wikitext-2-raw-v1"], ExitCode.MISSING_DEPENDENCY, "needs the 'datasets' package", "plan"),
+        (["--imatrix", "{missing}.gguf"], ExitCode.USAGE, "--imatrix is read by quantize_gguf", "plan"),
+        (["--device", "nonsense"], ExitCode.USAGE, "--device 'nonsense' is not a torch device", "plan"),
+        (["--device", "cuda"], ExitCode.USAGE, "--device cuda:", "plan"),
+        (["--recipe", "{ignore_typo}"], ExitCode.USAGE, "pattern '*.down_prj' matches no linear of this model", "load"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(tiny_checkpoint, tmp_path, capsys, monkeypatch, args, code, message, last_step):
+    """One line, and before the model is loaded (or, for what needs the model, before any
+    data is sampled or calibration run): the last step announced is `last_step`."""
+    import sys
+
+    import torch
+
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as on a machine without the package
+    ignore_typo = tmp_path / "ignore.yaml"
+    ignore_typo.write_text(IGNORE_TYPO.replace("{GATES}", "{}"))
+    subst = {"{missing}": str(tmp_path / "missing"), "{ignore_typo}": str(ignore_typo)}
+    args = [next((a.replace(k, v) for k, v in subst.items() if k in a), a) for a in args]
+    message = message.replace("{missing}", str(tmp_path / "missing"))
+    base = ["build", "--model", tiny_checkpoint("llama"), "--out", tmp_path / "o", "--quiet"]
+    if "--recipe" not in args:
+        base += ["--recipe", _recipe(tmp_path)]
+    capsys.readouterr()
+    got, _, err = _run(base + args, capsys)
+    assert got == code, err
+    assert message in err
+    steps = [line.removeprefix("[inferc] ") for line in err.splitlines() if line.startswith("[inferc] ")]
+    assert (steps[-1] if steps else None) == last_step, steps
+    assert len([line for line in err.splitlines() if not line.startswith("[inferc] ")]) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_imatrix_is_refused_before_the_model_is_loaded(tiny_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "imatrix.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 7)  # truncated
+    not_gguf = tmp_path / "imatrix.dat"
+    not_gguf.write_bytes(b"\x01\x00\x00\x00legacy")
+    for path, message in ((bad, "truncated or corrupt imatrix"), (not_gguf, "no GGUF magic")):
+        got, _, err = _run(["build", "--model", tiny_checkpoint("llama"), "--target", "cpu", "--quant", "q4_k_m", "--imatrix", path,
+                            "--out", tmp_path / "o", "--quiet"], capsys)
+        assert got == ExitCode.USAGE and message in err, err
+        assert "[inferc] load" not in err
+
+
+def test_eval_rejects_bad_settings_before_loading(tmp_path, capsys):
+    code, _, err = _run(["eval", tmp_path, "--chunks", "0"], capsys)
+    assert code == ExitCode.USAGE and "0 is not in the range x>=1" in err
+    code, _, err = _run(["eval", tmp_path, "--reference", tmp_path, "--device", "nonsense"], capsys)
+    assert code == ExitCode.USAGE and "is not a torch device" in err
+    code, _, err = _run(["eval", tmp_path, "--reference", tmp_path, "--dataset", tmp_path / "nope.txt"], capsys)
+    assert code == ExitCode.USAGE and "does not exist" in err

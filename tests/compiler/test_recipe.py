@@ -80,3 +80,43 @@ def test_duplicate_key(tmp_path):
 def test_unknown_preset():
     with pytest.raises(RecipeError, match="no preset named 'int2'; shipped presets: .*fp8"):
         load_preset("int2")
+
+
+@pytest.mark.parametrize("value", [
+    "!!python/object/apply:os.system ['echo hi']",
+    "[lm_head, !!python/name:os.system x]",
+    "!custom [lm_head]",
+])
+def test_yaml_tags_are_refused(tmp_path, value):
+    text = GOOD.replace("activations: dynamic}", f"activations: dynamic, ignore: {value}}}")
+    with pytest.raises(RecipeError, match=r"r.yaml: line 8: the YAML tag '.*' is not allowed"):
+        load_recipe(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("section, pattern", [
+    ("eval: {chunks: 0}", "eval needs chunks >= 1"),
+    ("eval: {chunks: -1}", "eval needs chunks >= 1"),
+    ("eval: {speed: {repeats: 0}}", "speed needs"),
+    ("calibration: {batch_size: 0}", "batch_size >= 1"),
+])
+def test_eval_and_calibration_counts_are_checked(tmp_path, section, pattern):
+    text = GOOD.replace("calibration: {num_sequences: 4, seq_len: 64}\n", "") + section + "\n"
+    with pytest.raises(RecipeError, match=pattern):
+        load_recipe(_write(tmp_path, text))
+
+
+def test_readme_recipe_is_the_shipped_fp8_preset():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from inferc.compiler.recipe import parse_recipe
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "name: fp8" in b)
+    shown = parse_recipe(yaml.safe_load(block), "README").to_dict()
+    preset = load_preset("fp8").to_dict()
+    shown["description"] = preset["description"]
+    preset["target"] = shown["target"]  # the README shows the optional target key
+    assert shown == preset

@@ -1,7 +1,8 @@
 """The codes RTN, FP8, GPTQ and AWQ give on tiny checkpoints are those they gave before
 the model graph landed (tests/data/codes_before_graph.json: sha256 prefixes of every
 quantized weight's codes, scales, zero points, g_idx and input scale, by checkpoint name,
-computed by the code of commit 6f74dab on the same tiny checkpoints and calibration)."""
+computed by the code of commit 6f74dab, with the float32 rotary frequencies of the FP8
+consumer fix applied to it, on the same tiny checkpoints and calibration)."""
 
 from __future__ import annotations
 

@@ -44,3 +44,15 @@ def test_fp8_activations_need_fp8_weights():
     cls = get_pass("quantize_gptq")
     with pytest.raises(RecipeError, match="activations: fp8 .* needs format: fp8, found format: int4"):
         make_config(cls, {"format": "int4", "activations": "fp8"})
+
+
+def test_ignore_patterns_must_match_a_linear(tiny_checkpoint):
+    model = load(tiny_checkpoint("llama"))
+    cls = get_pass("quantize_fp8")
+    cls(make_config(cls, {"activations": "dynamic", "ignore": ["lm_head", "model.layers.0.*"]})).check(model)  # lm_head counts, tied or not
+    typo = cls(make_config(cls, {"activations": "dynamic", "ignore": ["lm_head", "model.layer.0.*"]}))
+    with pytest.raises(RecipeError, match="pattern 'model.layer.0.\\*' matches no linear of this model"):
+        typo.check(model)
+    with pytest.raises(RecipeError, match="matches no linear"):
+        typo.run(model, context(model, calib_set()))
+    assert not model.weights  # refused before quantizing anything

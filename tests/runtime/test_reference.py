@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from inferc.core.ir import RopeSpec
 from inferc.formats.hf.reader import load_checkpoint
-from inferc.runtime.reference import ReferenceModel
+from inferc.runtime.reference import ReferenceModel, rope_inv_freq
 from tiny import FAMILY_CONFIGS
 
 transformers = pytest.importorskip("transformers")
@@ -26,6 +27,31 @@ def test_logits_match_transformers(tiny_checkpoint, model_type):
     theirs = _hf_logits(path, ids)
     rel = (ours - theirs).abs().max() / theirs.abs().max()
     assert rel < 1e-5, f"{model_type}: max relative logit error {rel:.2e}"
+
+
+ROPES = {
+    "default": ({"rope_type": "default", "rope_theta": 100000.0}, RopeSpec(theta=100000.0)),
+    "linear": ({"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}, RopeSpec(theta=10000.0, kind="linear", factor=4.0)),
+    "llama3": ({"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192},
+               RopeSpec(theta=500000.0, kind="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position=8192)),
+}
+
+
+@pytest.mark.parametrize("kind", list(ROPES))
+def test_rope_frequencies_are_transformers_bit_for_bit(kind):
+    """FP8 activation rounding turns a 1-ulp frequency difference into different logits
+    (max |Δlogit| / max |logit| 4e-2 on SmolLM2 W8A8), so the frequencies must be the
+    consumer's, not merely close."""
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    params, spec = ROPES[kind]
+    cfg = LlamaConfig(hidden_size=576, num_attention_heads=9, head_dim=64, max_position_embeddings=16384, rope_parameters=params)
+    theirs = LlamaRotaryEmbedding(cfg).inv_freq
+    ours = rope_inv_freq(spec, 64)
+    assert ours.dtype == theirs.dtype == torch.float32
+    assert torch.equal(ours, theirs)
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gemma2"])

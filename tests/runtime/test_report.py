@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from inferc.core.errors import RecipeError
 from inferc.runtime.evaluate import PerplexityResult, QualityResult
 from inferc.runtime.report import (
-    KNOWN_GATES, CalibrationInfo, EventRecord, PassRecord, Report, SizeInfo, evaluate_gates, render_markdown,
+    KNOWN_GATES, CalibrationInfo, EventRecord, PassRecord, Report, SizeInfo, evaluate_gates, reference_speed_note, render_markdown,
     summary_rows, to_json, validate_gates,
 )
 from inferc.runtime.speed import SpeedResult
@@ -84,3 +85,31 @@ def test_markdown_and_summary_contain_the_figures():
     assert rows["top-1 agreement"] == "97.12 %"
     assert rows["gate kld_max"].startswith("FAIL")
     assert not rep.gates_passed
+
+
+def test_repeated_events_are_summarised_by_kind_with_counts():
+    fallbacks = [EventRecord("quantize_gguf", f"blk.{i}.ffn_down.weight", "fallback", "q4_k -> q5_0: 576 columns") for i in range(180)]
+    other = EventRecord("plan", "lm_head.weight", "unquantized", "ignored by recipe")
+    rep = _report({})
+    rep.events = fallbacks[:90] + [other] + fallbacks[90:]
+    md = render_markdown(rep)
+    assert md.count("q4_k -> q5_0") == 1 and "| 180 |" in md and "and 177 more" in md
+    assert "180 fallback, 1 unquantized" in md
+    assert dict(summary_rows(rep))["per-layer events"].startswith("180 fallback, 1 unquantized")
+    assert len(json.loads(to_json(rep))["events"]) == 181  # the JSON keeps every tensor
+
+
+def test_labels_say_what_was_measured_and_scored():
+    rep = _report({})
+    rep.speed_note = reference_speed_note(SPEED, "h100")
+    assert "cpu" in rep.speed_note and "not the speed of the h100's kernels" in rep.speed_note
+    assert reference_speed_note(dataclasses.replace(SPEED, backend="llama.cpp"), "cpu") == ""
+    rows = dict(summary_rows(rep))
+    assert rows["scored"] == "10200 tokens (40 x 512, method half) of wiki.test.raw"
+    assert rows["prefill / decode (torch on cpu)"] == "812.5 / 31.2 tok/s"
+    assert rows["speed data"] == rep.speed_note
+    assert rows["peak process RSS"] == "1200 MiB" and "peak memory" not in rows
+    md = render_markdown(rep)
+    assert "Speed (torch backend on cpu, 5 runs)" in md and rep.speed_note in md
+    assert "10200 tokens (40 x 512, method half) of wiki.test.raw" in md
+    assert "tensor data bytes x 8 / parameters" in md

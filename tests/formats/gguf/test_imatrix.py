@@ -10,7 +10,7 @@ from inferc.formats.hf.reader import load_checkpoint
 
 
 def test_imatrix_roundtrip_and_names(tiny_checkpoint, tmp_path):
-    weights = load_checkpoint(tiny_checkpoint("llama")).quantizable()
+    weights = load_checkpoint(tiny_checkpoint("llama")).graph.shapes
     stats = ActivationStats()
     obs = stats.observer()
     obs("layers.0.attn.q.weight", torch.randn(10, 64))
@@ -29,7 +29,7 @@ def test_imatrix_roundtrip_and_names(tiny_checkpoint, tmp_path):
 
 
 def test_imatrix_bad_files(tiny_checkpoint, tmp_path):
-    weights = load_checkpoint(tiny_checkpoint("llama")).quantizable()
+    weights = load_checkpoint(tiny_checkpoint("llama")).graph.shapes
     (tmp_path / "old.dat").write_bytes(b"\x01\x00\x00\x00junk")
     with pytest.raises(FormatError, match="legacy"):
         read_imatrix(tmp_path / "old.dat", weights)

@@ -24,6 +24,7 @@ touches torch.distributed.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -141,7 +142,8 @@ class TorchReducer(Reducer):
         try:
             return fn()
         except RuntimeError as exc:  # DistBackendError, gloo/NCCL errors and timeouts are RuntimeErrors
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = re.sub(r"^\[[^\]]*\]\s*", "", text)  # gloo's "[.../pair.cc:553] " source location
             raise DistributedError(
                 f"rank {getattr(self, 'rank', '?')}: {what} failed ({first[:200]}); another rank died, failed or hung "
                 f"past the {self.timeout_s:g} s timeout; no artifact was written"

@@ -1,7 +1,8 @@
 """`inferc build --distributed N`: N local processes of the same build, started with the
 environment torchrun gives its workers (RANK, WORLD_SIZE, MASTER_ADDR, ...), watched
 until they end. Once one rank fails the others end on their own (their next collective
-fails, or times out); any still running `grace_s` later are terminated. Several
+fails, or times out); any still running when rank 0 has ended, or `grace_s` after the
+failure, are terminated. Several
 machines: run `torchrun ... -m inferc.compiler.cli build ...` on each instead.
 """
 
@@ -63,8 +64,8 @@ def _watch(procs: list[subprocess.Popen], grace_s: float) -> tuple[int, str | No
                 rank, code = bad[0]
                 failure = f"rank {rank} {_describe(code)}"
                 deadline = time.monotonic() + grace_s
-        if all(c is not None for c in codes):
-            break
+        if all(c is not None for c in codes) or (failure is not None and codes[0] is not None):
+            break  # once rank 0 (the one writing the artifact) has ended after a failure, nothing is left to wait for
         if deadline is not None and time.monotonic() > deadline:
             break
         time.sleep(_POLL_S)
@@ -79,6 +80,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
     alive = [p for p in procs if p.poll() is None]
     for p in alive:
         p.terminate()
+        p.send_signal(signal.SIGCONT)  # a stopped (hung) rank handles SIGTERM only once it runs
     end = time.monotonic() + 10
     for p in alive:
         try:

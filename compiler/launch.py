@@ -45,7 +45,7 @@ def launch(nproc: int, command: list[str], grace_s: float) -> tuple[int, str | N
         for rank in range(nproc):
             env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
                    "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+            env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // nproc)))  # the cores we may use, shared
             procs.append(subprocess.Popen(command, env=env,
                                           stdout=None if rank == 0 else subprocess.DEVNULL))
         return _watch(procs, grace_s)

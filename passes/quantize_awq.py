@@ -1,7 +1,8 @@
 """AWQ 4-bit weights (INT4 groups or NVFP4 blocks), calibrated layer by layer.
 
 Per decoder layer, for each set of linears sharing an input (read off the model graph:
-`scale_groups`), per-input-channel scales are searched (`numerics.awq.search_scales`)
+`scale_groups`), per-input-channel scales are searched (`numerics.awq`: the squared error
+of each grid point, `candidate_errors`, then `pick_scales`)
 and folded into what produces that input, so the model computes the same function
 before rounding. For a llama-style layer:
 
@@ -16,6 +17,9 @@ block the linears feed, as in the AWQ paper: the attention (its softmax and o_pr
 included) for q/k/v, the MLP (activation and down_proj included) for gate/up, the
 linear's own output for o_proj and down_proj. `loss: linear` measures the linears'
 outputs only. The search runs on whole calibration sequences (attention needs them).
+Under torch.distributed each rank measures the errors on the kept sequences of its
+shards; the sums are folded over the ranks (`_Search`), so every rank picks the same
+scales and clipping.
 
 A norm that scales by (offset + w) (Gemma: offset 1) becomes (offset + w) / s - offset.
 Folded tensors are written back to `model.tensors` in float32. Then each linear's
@@ -164,7 +168,7 @@ class _InputSampler:
         counts[k] = counts.get(k, 0) + x.shape[0] * x.shape[1]
         first = -batch.first % self.stride  # the first kept sequence in this batch
         for j in range(first, x.shape[0], self.stride):
-            kept.setdefault(k, []).append(((batch.first + j) // self.stride, x[j].cpu().clone()))
+            kept.setdefault(k, []).append(((batch.first + j) // self.stride, x[j].to("cpu", copy=True)))
 
     def reduce(self, reducer: Reducer, shards: list[int]) -> None:
         """Means of |x| over every rank's tokens, for every observed input (one reduction)."""

@@ -1,6 +1,8 @@
 """Activation statistics of every linear's input, collected in one pass over the
 calibration set and shared: FP8 static scales use `amax`, AWQ `abs_mean`, GGUF's
-importance matrix `sum_sq`."""
+importance matrix `sum_sq`. Under torch.distributed each rank observes its shards of the
+calibration set; sums are kept per shard and folded in shard order, maxima all-reduced
+(calibration/distributed.py), so every rank ends with the same statistics."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 
 from inferc.calibration.dataset import CalibrationSet
+from inferc.calibration.distributed import Batch, Reducer
+from inferc.core.numerics.gptq import HessianAccumulator, accumulate_hessian
 from inferc.core.ir import ModelIR
 from inferc.runtime.reference import ReferenceModel
 
@@ -82,17 +86,64 @@ def collect_activation_stats(
     device: str = "cpu",
     batch_size: int = 4,
     progress: Callable[[str, int, int], None] | None = None,
+    reducer: Reducer | None = None,
 ) -> ActivationStats:
-    """Run the unquantized reference forward over the calibration set once, recording
-    the input statistics of every linear (and of lm_head)."""
+    """Run the unquantized reference forward over the calibration set once (this rank's
+    shards of it), recording the input statistics of every linear (and of lm_head)."""
+    reducer = reducer or Reducer()
     ref = ReferenceModel(model, device=device, quantized=False)
-    stats = ActivationStats(source=calib.source)
-    ref.observers.append(stats.observer())
-    done = 0
-    for batch in calib.batches(batch_size):
-        ref.forward(batch)
-        done += batch.shape[0]
+    batches = reducer.batches(calib, batch_size)
+    shards: list[ActivationStats] = []
+    ref.observers.append(lambda name, x: shards[-1].observer()(name, x))
+    done, total = 0, sum(b.tokens.shape[0] for b in batches)
+    for k, b in enumerate(batches):
+        if k == 0 or b.shard != batches[k - 1].shard:
+            shards.append(ActivationStats())
+        ref.forward(b.tokens)
+        done += b.tokens.shape[0]
         if progress is not None:
-            progress("calibration statistics", done, calib.num_sequences)
-    stats.num_tokens = calib.num_tokens
+            progress("calibration statistics", done, total)
+    stats = reduce_stats(shards, reducer)
+    stats.source, stats.num_tokens = calib.source, calib.num_tokens
     return stats
+
+
+def reduce_stats(shards: list[ActivationStats], reducer: Reducer) -> ActivationStats:
+    """One ActivationStats from per-shard ones (this rank's, in shard order): sums folded
+    in shard order over every rank, maxima and counts all-reduced."""
+    names = sorted(shards[0].by_weight)
+    sizes = [shards[0][n].sum_sq.numel() for n in names]
+
+    def flat(st: ActivationStats, fields: Callable[[ChannelStats], list[torch.Tensor]]) -> torch.Tensor:
+        return torch.cat([t.reshape(-1) for n in names for t in fields(st[n])])
+
+    sums = reducer.fold(flat(st, lambda c: [c.abs_sum, c.sum_sq]) for st in shards).float()
+    maxima = reducer.max(torch.stack([flat(st, lambda c: [c.amax, c.abs_max]) for st in shards]).amax(0))
+    counts = reducer.total(torch.tensor([[st[n].count for n in names] for st in shards], dtype=torch.int64).sum(0))
+    out = ActivationStats()
+    s_off = m_off = 0
+    for k, (n, size) in enumerate(zip(names, sizes)):
+        abs_sum, sum_sq = sums[s_off : s_off + 2 * size].split(size)
+        out.by_weight[n] = ChannelStats(amax=maxima[m_off].clone(), abs_sum=abs_sum.clone(), abs_max=maxima[m_off + 1 : m_off + 1 + size].clone(),
+                                        sum_sq=sum_sq.clone(), count=int(counts[k]))
+        s_off, m_off = s_off + 2 * size, m_off + 1 + size
+    return out
+
+
+def hessian_of(inputs: list[torch.Tensor], batches: list[Batch], reducer: Reducer) -> HessianAccumulator:
+    """sum x x^T and the token count of a linear's inputs (one [b, t, in] per batch of
+    this rank), over every rank: float32 per shard, the shards folded in order in float64."""
+
+    def partials():
+        acc = None
+        for k, (x, b) in enumerate(zip(inputs, batches)):
+            if k == 0 or b.shard != batches[k - 1].shard:
+                if acc is not None:
+                    yield acc.sum_xxt
+                acc = HessianAccumulator.zeros(x.shape[-1])
+            accumulate_hessian(acc, x)
+        yield acc.sum_xxt
+
+    total = reducer.fold(partials())
+    count = reducer.total(torch.tensor([sum(x[..., 0].numel() for x in inputs)], dtype=torch.int64))
+    return HessianAccumulator(total.float(), int(count[0]))

@@ -11,10 +11,17 @@ Steps, in order (each timed into the report):
   <passes>    the pipeline
   export      each export format
   evaluate    quality against the unquantized model, speed
+
+Distributed (a `Reducer` from torch.distributed, see calibration/distributed.py): rank 0
+plans, locks the output directory and prepares the data; every rank loads the model,
+receives rank 0's calibration set, walks its shards through the passes and quantizes
+from the reduced statistics; the ranks then compare digests of the quantized model,
+and rank 0 alone exports, evaluates and writes the artifact.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -32,6 +39,7 @@ from inferc.calibration.corpus import (
     tokenize,
 )
 from inferc.calibration.dataset import CalibrationSet
+from inferc.calibration.distributed import Reducer
 from inferc.formats.gguf.imatrix import importance_for
 from inferc.calibration.stats import collect_activation_stats
 from inferc.compiler.default_model import DEFAULT_MODEL_NAME, ensure_default_model
@@ -76,7 +84,7 @@ ONNX_DIR = "onnx"
 @dataclass
 class BuildResult:
     out_dir: Path
-    report: Report
+    report: Report | None  # None on a rank other than 0 of a distributed build (it writes nothing)
 
 
 @dataclass
@@ -177,22 +185,29 @@ def build(
     progress: Progress | None = None,
     step: Step | None = None,
     imatrix: Path | None = None,
+    reducer: Reducer | None = None,
 ) -> BuildResult:
     """Run a whole build. Raises InferCError subclasses for bad input; raises
     BuildGateError (carrying the result) after the artifact is written when a gate fails.
     `out_dir` is locked from the plan step to the end; `force` replaces only an empty
-    folder or an inferc artifact (see compiler/outdir.py)."""
+    folder or an inferc artifact (see compiler/outdir.py). With a distributed `reducer`,
+    every rank calls this; only rank 0 touches `out_dir`."""
     announce = step or (lambda _s: None)
     records: list[PassRecord] = []
+    reducer = reducer or Reducer(recipe.calibration.shards)
 
     announce("plan")
     target, emulation_note = _timed(records, "plan", lambda: resolve_target(recipe))
     plan = make_plan(recipe)
     imatrix_entries = check_build_inputs(recipe, plan, device, imatrix)
     out_dir = Path(out_dir)
+    if not reducer.is_main:
+        _build_into(None, recipe, plan, target, emulation_note, model_dir, device, progress, announce, imatrix, imatrix_entries,
+                    records, reducer)
+        return BuildResult(out_dir, None)
     with OutputDir(out_dir, force) as out:
         report = _build_into(out.temporary, recipe, plan, target, emulation_note, model_dir, device, progress, announce,
-                             imatrix, imatrix_entries, records)
+                             imatrix, imatrix_entries, records, reducer)
         out.commit()
     result = BuildResult(out_dir, report)
     failed = [g.name for g in report.gates if not g.passed]
@@ -214,8 +229,10 @@ def _build_into(
     imatrix: Path | None,
     imatrix_entries: dict | None,
     records: list[PassRecord],
-) -> Report:
-    """Every step after plan, writing the artifact into the (empty) folder tmp."""
+    reducer: Reducer,
+) -> Report | None:
+    """Every step after plan, writing the artifact into the (empty) folder tmp; on a rank
+    other than 0 (tmp None) only up to the end of the passes."""
     announce("load")
     if model_dir is None and recipe.model:
         model_dir = Path(recipe.model)
@@ -225,14 +242,18 @@ def _build_into(
     ir = _timed(records, "load", lambda: load_checkpoint(model_dir))
     check_plan(plan, ir)
     importance = importance_for(imatrix_entries, ir.graph.shapes, Path(imatrix)) if imatrix_entries is not None else None
-    base_ir = load_checkpoint(model_dir, validate=False)  # the unquantized reference
 
     announce("data")
-    data = _timed(records, "data", lambda: prepare_data(recipe, plan, ir, device, progress))
-    ctx = PassContext(device=device, calibration=data.calibration, progress=progress, importance=importance)
+    if reducer.is_main:
+        data = _timed(records, "data", lambda: prepare_data(recipe, plan, ir, device, progress))
+    else:
+        data = _Data(None, None, "", False)
+    if plan.needs_calibration and reducer.world_size > 1:
+        data.calibration = reducer.broadcast_calibration(data.calibration)
+    ctx = PassContext(device=device, calibration=data.calibration, progress=progress, importance=importance, reducer=reducer)
     if data.calibration is not None:
         calib = data.calibration
-        ctx._stats_factory = lambda: collect_activation_stats(ir, calib, device, recipe.calibration.batch_size, progress)
+        ctx._stats_factory = lambda: collect_activation_stats(ir, calib, device, recipe.calibration.batch_size, progress, reducer)
         if Requirement.ACTIVATION_STATS in plan.requirements:
             announce("calibrate")
             _timed(records, "calibrate", ctx.activation_stats)
@@ -240,12 +261,17 @@ def _build_into(
     announce("passes")
     ir, pass_records = run_plan(plan, ir, ctx)
     records += [PassRecord(f"pass {r.name}", r.seconds, max(r.peak_rss_mb, r.peak_cuda_mb)) for r in pass_records]
+    if reducer.world_size > 1:
+        reducer.agree(model_digest(ir), "quantized model")
+    if tmp is None:
+        return None
 
     announce("export")
     exports = _timed(records, "export", lambda: _export(ir, recipe, target, tmp))
     quality, speed = None, None
     if recipe.eval.enabled and exports:
         announce("evaluate")
+        base_ir = load_checkpoint(model_dir, validate=False)  # the unquantized reference
         quality, speed = _timed(records, "evaluate", lambda: _evaluate(recipe, base_ir, exports[0], data, device, progress))
     report = Report(
         model=model_label,
@@ -274,6 +300,30 @@ def _build_into(
     manifest["exports"] = [{"format": f.value, "path": p.relative_to(tmp).as_posix()} for f, p in exports]
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return report
+
+
+def model_digest(ir: ModelIR) -> str:
+    """sha256 of what the passes computed: quantized weights, activation scales and the
+    tensors held in memory (AWQ's folded norms); file-backed tensors are the checkpoint's."""
+    h = hashlib.sha256()
+
+    def add(key: str, t: torch.Tensor | None) -> None:
+        h.update(key.encode())
+        if t is not None:
+            t = t.detach().cpu().contiguous()
+            h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+    for name in sorted(ir.weights):
+        qw = ir.weights[name]
+        for f in ("data", "scale", "zero_point", "global_scale", "g_idx"):
+            add(f"{name}.{f}", getattr(qw, f))
+    for name in sorted(ir.activations):
+        add(f"{name}.act_scale", ir.activations[name].scale)
+        add(f"{name}.act_global_scale", ir.activations[name].global_scale)
+    for name in sorted(ir.tensors.in_memory()):
+        add(name, ir.tensors.get(name))
+    return h.hexdigest()
 
 
 class BuildGateError(GateFailedError):

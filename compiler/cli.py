@@ -111,9 +111,19 @@ def cli(verbose: int) -> None:
 @click.option("--imatrix", type=click.Path(path_type=Path), help="llama.cpp importance matrix (imatrix.gguf) for GGUF K-quants.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for calibration and the reference runtime.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def build(model_dir, target, quant, recipe_file, out_dir, force, emulate, dataset, eval_chunks, no_eval, imatrix, device, quiet) -> None:
+@click.option("--distributed", "nproc", type=click.IntRange(min=1), help="Calibrate in N local processes (torch.distributed: gloo on CPU, NCCL on GPU); rank 0 writes the artifact.")
+@click.option("--dist-timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="Seconds a distributed collective may wait for the other ranks before the build fails.")
+def build(model_dir, target, quant, recipe_file, out_dir, force, emulate, dataset, eval_chunks, no_eval, imatrix, device, quiet,
+          nproc, dist_timeout) -> None:
     """Build an artifact: quantize, export, evaluate, report."""
     import dataclasses
+
+    from inferc.calibration.distributed import launched_by_torchrun, reducer_from_env
+
+    if nproc and not launched_by_torchrun():
+        _launch(nproc, dist_timeout)
+        return
 
     from inferc.compiler.build import BuildGateError
     from inferc.compiler.build import build as run_build
@@ -144,14 +154,43 @@ def build(model_dir, target, quant, recipe_file, out_dir, force, emulate, datase
     if out_dir is None:
         name = Path(model_dir).name if model_dir else "smollm2-135m-instruct"
         out_dir = Path("out") / f"{name}-{(recipe.quant.value if recipe.quant else recipe.name)}-{recipe.target}".lower()
+    reducer = reducer_from_env(recipe.calibration.shards, device, dist_timeout)
+    main = reducer.is_main  # other ranks of a distributed build print nothing but errors
     try:
-        result = run_build(recipe, out_dir, model_dir=model_dir, force=force, device=device, progress=_Bars(not quiet), step=_step,
-                           imatrix=imatrix)
+        result = run_build(recipe, out_dir, model_dir=model_dir, force=force, device=device, progress=_Bars(main and not quiet),
+                           step=_step if main else (lambda _name: _SIGNALS.raise_pending()), imatrix=imatrix, reducer=reducer)
     except BuildGateError as exc:
         _print_summary(exc.result.report)
         raise
+    finally:
+        reducer.close()
+    if not main:
+        return
     _print_summary(result.report)
     click.echo(f"artifact: {out_dir}")
+
+
+_ARGV: list[str] = []
+
+
+def _launch(nproc: int, timeout_s: float) -> None:
+    """Re-run this command line as `nproc` ranks (compiler/launch.py)."""
+    from inferc.compiler.launch import launch
+    from inferc.core.errors import DistributedError
+
+    args, skip = [], False
+    for a in _ARGV:
+        if skip:
+            skip = False
+        elif a == "--distributed":
+            skip = True
+        elif not a.startswith("--distributed="):
+            args.append(a)
+    code, failure = launch(nproc, [sys.executable, "-m", "inferc.compiler.cli", *args], grace_s=timeout_s + 30)
+    if failure is not None:
+        err = DistributedError(f"distributed build failed: {failure}; no artifact was written")
+        err.exit_code = code
+        raise err
 
 
 def _print_summary(report: Any) -> None:
@@ -310,6 +349,7 @@ def _transfer_rows(done: Any, verb: str) -> list[tuple[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and a documented exit code;
     SIGINT and SIGTERM one line and 130 / 143, once the build has cleaned up."""
+    _ARGV[:] = sys.argv[1:] if argv is None else argv
     with _SIGNALS.installed():
         try:
             cli.main(args=argv, prog_name="inferc", standalone_mode=False)

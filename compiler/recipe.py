@@ -42,10 +42,15 @@ class CalibrationConfig:
     seq_len: int = 512
     seed: int = 0
     batch_size: int = 4
+    # contiguous slices whose statistics are summed apart and added in order: a build on
+    # up to this many ranks (torch.distributed) computes the same statistics as on one
+    shards: int = 8
 
     def __post_init__(self) -> None:
         if self.num_sequences < 1 or self.seq_len < 2 or self.batch_size < 1:
             raise ValueError(f"calibration needs num_sequences >= 1, seq_len >= 2 and batch_size >= 1, found {self.num_sequences}, {self.seq_len}, {self.batch_size}")
+        if self.shards < 1:
+            raise ValueError("calibration.shards must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     GATE_FAILED = 4  # the build finished but a quality or speed gate failed
     MISSING_DEPENDENCY = 5  # an optional package is needed and absent
     PUBLISH_FAILED = 6  # a publish or pull failed: registry refused or unreachable, content not matching its digest
+    DISTRIBUTED = 7  # a distributed build lost a rank, timed out in a collective, or its ranks disagreed
     INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2, as a shell reports it
     TERMINATED = 143  # SIGTERM: 128 + 15
 
@@ -64,6 +65,13 @@ class OutputDirError(InferCError):
 
 class OutputBusyError(InferCError):
     """Another build holds the output directory's lock."""
+
+
+class DistributedError(InferCError):
+    """A collective of a distributed build failed: another rank died, hung past the
+    process group's timeout, or computed something different."""
+
+    exit_code = ExitCode.DISTRIBUTED
 
 
 class Terminated(BaseException):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from inferc.calibration.distributed import Reducer
 from inferc.core.errors import RecipeError
 from inferc.core.ir import ModelIR
 from inferc.core.schema import build_dataclass
@@ -60,6 +61,9 @@ class PassContext:
     progress: Callable[[str, int, int], None] | None = None  # (label, done, total)
     # per-input-column importance by linear weight name, given by the user (llama.cpp imatrix)
     importance: dict[str, Any] | None = None
+    # where calibration statistics are reduced: this process alone, or every rank of a
+    # torch.distributed build (each pass walks its rank's shards and quantizes from the totals)
+    reducer: Reducer = field(default_factory=Reducer)
     _stats: ActivationStats | None = None
     _stats_factory: Callable[[], ActivationStats] | None = None
 

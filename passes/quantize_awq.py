@@ -1,7 +1,8 @@
 """AWQ 4-bit weights (INT4 groups or NVFP4 blocks), calibrated layer by layer.
 
 Per decoder layer, for each set of linears sharing an input (read off the model graph:
-`scale_groups`), per-input-channel scales are searched (`numerics.awq.search_scales`)
+`scale_groups`), per-input-channel scales are searched (`numerics.awq`: the squared error
+of each grid point, `candidate_errors`, then `pick_scales`)
 and folded into what produces that input, so the model computes the same function
 before rounding. For a llama-style layer:
 
@@ -16,6 +17,9 @@ block the linears feed, as in the AWQ paper: the attention (its softmax and o_pr
 included) for q/k/v, the MLP (activation and down_proj included) for gate/up, the
 linear's own output for o_proj and down_proj. `loss: linear` measures the linears'
 outputs only. The search runs on whole calibration sequences (attention needs them).
+Under torch.distributed each rank measures the errors on the kept sequences of its
+shards; the sums are folded over the ranks (`_Search`), so every rank picks the same
+scales and clipping.
 
 A norm that scales by (offset + w) (Gemma: offset 1) becomes (offset + w) / s - offset.
 Folded tensors are written back to `model.tensors` in float32. Then each linear's
@@ -32,12 +36,22 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+from inferc.calibration.distributed import Batch, Reducer
 from inferc.calibration.layerwise import LayerInputs, calibrate_layerwise
 from inferc.core.errors import CalibrationError, RecipeError
 from inferc.core.ir import Attention, GatedAct, Linear, LinearPart, ModelIR, Node, RMSNorm, Role, SkipRMSNorm
 from inferc.passes.activations import WeightQuantConfig, activation_requirements, annotate_activations
 from inferc.passes.base import Pass, PassContext, Requirement, register_pass, select_targets
-from inferc.core.numerics.awq import Block, apply_clip, linear_outputs, search_clip, search_scales
+from inferc.core.numerics.awq import (
+    Block,
+    apply_clip,
+    candidate_errors,
+    clip_errors,
+    linear_outputs,
+    pick_clip,
+    pick_scales,
+    scale_candidates,
+)
 from inferc.passes.quantize_rtn import bind_format, rtn_quantize
 
 MIN_TOKENS = 256
@@ -135,36 +149,48 @@ def fold_scales(model: ModelIR, group: ScaleGroup, s: torch.Tensor) -> None:
 
 @dataclass
 class _InputSampler:
-    """Per linear input: sum |x| over all tokens, and every `stride`-th sequence kept
-    whole (on the CPU)."""
+    """Per linear input and per shard of the calibration set: sum |x| over all tokens,
+    and every `stride`-th sequence of the whole set kept whole (on the CPU), with its
+    index among the kept ones. `reduce` turns the sums into means over every rank."""
 
     stride: int
-    abs_sum: dict[str, torch.Tensor] = field(default_factory=dict)
-    count: dict[str, int] = field(default_factory=dict)
-    seen: dict[str, int] = field(default_factory=dict)
-    samples: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    abs_sum: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    count: dict[str, dict[int, int]] = field(default_factory=dict)
+    samples: dict[str, dict[int, list[tuple[int, torch.Tensor]]]] = field(default_factory=dict)
+    means: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def observe(self, name: str, x: torch.Tensor) -> None:
+    def observe(self, name: str, x: torch.Tensor, batch: Batch) -> None:
         x = x.detach().float()
         x = x.reshape(-1, *x.shape[-2:])  # [sequences, tokens, in]
-        if name not in self.abs_sum:
-            self.abs_sum[name], self.count[name], self.seen[name], self.samples[name] = 0, 0, 0, []
-        self.abs_sum[name] = self.abs_sum[name] + x.abs().sum((0, 1)).cpu()
-        self.count[name] += x.shape[0] * x.shape[1]
-        first = -self.seen[name] % self.stride  # the first kept sequence in this batch
-        self.samples[name].append(x[first :: self.stride].cpu())
-        self.seen[name] += x.shape[0]
+        k = batch.shard
+        sums, counts, kept = self.abs_sum.setdefault(name, {}), self.count.setdefault(name, {}), self.samples.setdefault(name, {})
+        sums[k] = sums[k] + x.abs().sum((0, 1)).cpu() if k in sums else x.abs().sum((0, 1)).cpu()
+        counts[k] = counts.get(k, 0) + x.shape[0] * x.shape[1]
+        first = -batch.first % self.stride  # the first kept sequence in this batch
+        for j in range(first, x.shape[0], self.stride):
+            kept.setdefault(k, []).append(((batch.first + j) // self.stride, x[j].to("cpu", copy=True)))
+
+    def reduce(self, reducer: Reducer, shards: list[int]) -> None:
+        """Means of |x| over every rank's tokens, for every observed input (one reduction)."""
+        names = sorted(self.abs_sum)
+        sums = reducer.fold(torch.cat([self.abs_sum[n][k] for n in names]) for k in shards)
+        counts = reducer.total(torch.tensor([sum(self.count[n].values()) for n in names], dtype=torch.int64))
+        for n, total, c in zip(names, sums.float().split([self.abs_sum[n][shards[0]].numel() for n in names]), counts.tolist()):
+            self.means[n] = total / max(c, 1)
 
     def clear(self) -> None:
-        for d in (self.abs_sum, self.count, self.seen, self.samples):
+        for d in (self.abs_sum, self.count, self.samples, self.means):
             d.clear()
 
     def mean(self, name: str) -> torch.Tensor:
-        return self.abs_sum[name] / max(self.count[name], 1)
+        return self.means[name]
 
-    def x(self, name: str) -> torch.Tensor:
-        """The kept sequences [n, tokens, in]."""
-        return torch.cat(self.samples[name])
+    def x(self, name: str, shard: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A shard's kept sequences [n, tokens, in] and their indices among all kept ones [n]."""
+        kept = self.samples[name].get(shard, [])
+        if not kept:
+            return torch.empty(0), torch.empty(0, dtype=torch.int64)
+        return torch.stack([x for _, x in kept]), torch.tensor([i for i, _ in kept])
 
 
 @register_pass("quantize_awq")
@@ -213,12 +239,16 @@ class QuantizeAWQ(Pass):
         formats = {name: bind_format(model, ctx, self.name, cfg, name) for name in targets}
         kept = math.ceil(cfg.search_tokens / calib.seq_len)
         sampler = _InputSampler(stride=max(1, calib.num_sequences // kept))
+        kept_tokens = math.ceil(calib.num_sequences / sampler.stride) * calib.seq_len
 
         def quantize_layer(inputs: LayerInputs) -> None:
-            self._quantize_layer(model, ctx, inputs, sampler, formats)
+            shards = sorted({b.shard for b in inputs.batches})
+            sampler.reduce(ctx.reducer, shards)
+            self._quantize_layer(model, ctx, inputs, _Search(sampler, shards, ctx.reducer, kept_tokens), formats)
             sampler.clear()
 
-        calibrate_layerwise(model, calib, lambda i: sampler.observe, quantize_layer, cfg.sequential, cfg.batch_size, ctx.device, ctx.progress)
+        calibrate_layerwise(model, calib, lambda i: sampler.observe, quantize_layer, cfg.sequential, cfg.batch_size, ctx.device, ctx.progress,
+                            ctx.reducer)
         if not cfg.quantize:
             return model
         head = {w for lin in model.graph.linears(None) for w in lin.weights}
@@ -240,8 +270,8 @@ class QuantizeAWQ(Pass):
 
         return block
 
-    def _quantize_layer(self, model: ModelIR, ctx: PassContext, inputs: LayerInputs, sampler: _InputSampler, formats: dict) -> None:
-        layer = inputs.layer
+    def _quantize_layer(self, model: ModelIR, ctx: PassContext, inputs: LayerInputs, search: _Search, formats: dict) -> None:
+        layer, sampler = inputs.layer, search.sampler
         groups, skipped = scale_groups(model, layer)
         for why in skipped:
             ctx.event(self.name, f"layers.{layer}", "awq_skip", why)
@@ -253,9 +283,7 @@ class QuantizeAWQ(Pass):
                 continue
             fmts = [formats.get(n) for n in g.consumers]  # None: an ignored linear, kept exact
             ws = [model.tensors.get(n) for n in g.consumers]
-            s, alpha, _ = search_scales(
-                sampler.x(key), sampler.mean(key), ws, fmts, self.config.grid, self.config.duo_scaling, self._block(g, inputs)
-            )
+            s, alpha = search.scales(key, ws, fmts, self.config.grid, self.config.duo_scaling, self._block(g, inputs))
             scales[key] = s
             ctx.event(self.name, key, "awq_scale", f"alpha {alpha:.2f} for {len(g.consumers)} linear(s)")
         for g in groups:
@@ -266,19 +294,53 @@ class QuantizeAWQ(Pass):
         covered = {n for g in groups for n in g.consumers}
         in_layer = {w for lin in model.graph.linears(layer) for w in lin.weights}
         unscaled = [n for n in formats if n in in_layer and n not in covered]
-        plan = [(g.consumers, sampler.x(g.consumers[0]), scales.get(g.consumers[0])) for g in groups]
-        plan += [([n], sampler.x(n), None) for n in unscaled]  # e.g. o_proj under GQA: clip search only
-        for names, x, s in plan:
-            x = x.reshape(-1, x.shape[-1])
-            x = x if s is None else x / s
+        plan = [(g.consumers, scales.get(g.consumers[0])) for g in groups]
+        plan += [([n], None) for n in unscaled]  # e.g. o_proj under GQA: clip search only
+        for names, s in plan:
             for name in (n for n in names if n in formats):
-                self._clip_and_round(model, name, formats[name], x)
+                w = model.tensors.get(name).float()
+                if self.config.clip_search:
+                    w = apply_clip(w, search.clip(names[0], s, w, formats[name], self.config.grid))
+                model.quantize(name, rtn_quantize(formats[name], w))
+                model.weights[name].algorithm = "awq"
 
-    def _clip_and_round(self, model: ModelIR, name: str, fmt, x: torch.Tensor) -> None:
-        w = model.tensors.get(name).float()
-        if self.config.clip_search:
-            xc = x[:: max(1, x.shape[0] // CLIP_TOKENS)]
-            w = apply_clip(w, search_clip(xc, w, fmt, self.config.grid))
-        model.quantize(name, rtn_quantize(fmt, w))
-        model.weights[name].algorithm = "awq"
 
+@dataclass
+class _Search:
+    """The grid and clip searches of one layer over the kept sequences of every rank: each
+    shard's squared errors are summed on its rank, and the shards folded in order
+    (calibration/distributed.py), so every rank picks the same scales and clipping."""
+
+    sampler: _InputSampler
+    shards: list[int]  # this rank's
+    reducer: Reducer
+    kept_tokens: int  # tokens in all kept sequences of every rank
+
+    def scales(self, key: str, ws: list[torch.Tensor], fmts: list, grid: int, duo: str, block: Block) -> tuple[torch.Tensor, float]:
+        candidates = scale_candidates(self.sampler.mean(key), ws, fmts, grid, duo)
+
+        def partials():
+            for k in self.shards:  # zeros for a shard without kept sequences
+                x, _ = self.sampler.x(key, k)
+                errors, count = candidate_errors(x, ws, fmts, candidates, block) if len(x) else (torch.zeros(len(candidates), dtype=torch.float64), 0)
+                yield torch.cat([errors, torch.tensor([float(count)], dtype=torch.float64)])
+
+        total = self.reducer.fold(partials())
+        s, alpha, _ = pick_scales(candidates, total[:-1], int(total[-1]))
+        return s, alpha
+
+    def clip(self, key: str, s: torch.Tensor | None, w: torch.Tensor, fmt, grid: int) -> torch.Tensor:
+        """Clipping thresholds [out, groups] of w, on every CLIP_TOKENS-th share of the kept tokens."""
+        step = max(1, self.kept_tokens // CLIP_TOKENS)
+
+        def partials():
+            for k in self.shards:
+                x, index = self.sampler.x(key, k)
+                if not len(x):
+                    yield clip_errors(w.new_zeros(0, w.shape[1]), w, fmt, grid)
+                    continue
+                rows = (index[:, None] * x.shape[1] + torch.arange(x.shape[1])).reshape(-1)  # token index among all kept
+                x = x.reshape(-1, x.shape[-1])[rows % step == 0]
+                yield clip_errors(x if s is None else x / s, w, fmt, grid)
+
+        return pick_clip(w, fmt, self.reducer.fold(partials()), grid)

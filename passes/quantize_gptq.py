@@ -1,7 +1,9 @@
 """GPTQ 4-bit weights (INT4 groups or NVFP4 blocks), calibrated layer by layer.
 
 Each group of linears that reads one input (q/k/v, o, gate/up, down) gets one Hessian
-from that input over the whole calibration set, and is quantized before the calibration
+from that input over the whole calibration set (under torch.distributed: summed per
+shard on each rank and folded over the ranks, so every rank quantizes the same group
+from the same Hessian and the walk goes on in step), and is quantized before the calibration
 goes on through it; weights with the same format and no tensor-wide scale are run as one
 GPTQ problem. In sequential mode every group is calibrated on the outputs of the
 quantized groups before it (GPTQ's "true sequential"), and each layer runs once.
@@ -16,12 +18,14 @@ from dataclasses import dataclass
 
 import torch
 
+from inferc.calibration.distributed import Batch
 from inferc.calibration.layerwise import calibrate_linear_groups
+from inferc.calibration.stats import hessian_of
 from inferc.core.errors import CalibrationError, RecipeError
 from inferc.core.ir import ModelIR
 from inferc.passes.activations import WeightQuantConfig, activation_requirements, annotate_activations
 from inferc.passes.base import Pass, PassContext, Requirement, fused_groups, register_pass, select_targets
-from inferc.core.numerics.gptq import HessianAccumulator, SingularHessianError, accumulate_hessian, gptq_quantize_shared
+from inferc.core.numerics.gptq import HessianAccumulator, SingularHessianError, gptq_quantize_shared
 from inferc.passes.quantize_rtn import bind_format, rtn_quantize
 
 
@@ -58,13 +62,11 @@ class QuantizeGPTQ(Pass):
         head = {w for lin in model.graph.linears(None) for w in lin.weights}
         lm_head = [n for n in targets if n in head]
 
-        def on_inputs(names: list[str], inputs: list[torch.Tensor]) -> None:
+        def on_inputs(names: list[str], inputs: list[torch.Tensor], batches: list[Batch]) -> None:
             names = [n for n in names if n in formats]
             if not names:
                 return
-            acc = HessianAccumulator.zeros(inputs[0].shape[-1])
-            for x in inputs:
-                accumulate_hessian(acc, x)
+            acc = hessian_of(inputs, batches, ctx.reducer)  # over every rank's shards
             while names:  # one GPTQ problem per format (per fused matrix for tensor-wide scales)
                 same = [n for n in names if formats[n] == formats[names[0]]]
                 if formats[same[0]].rows_independent:
@@ -74,7 +76,8 @@ class QuantizeGPTQ(Pass):
                         self._quantize_group(model, ctx, group, formats[group[0]], acc, joint=True)
                 names = [n for n in names if n not in same]
 
-        calibrate_linear_groups(model, ctx.calibration, on_inputs, cfg.sequential, cfg.batch_size, ctx.device, ctx.progress)
+        calibrate_linear_groups(model, ctx.calibration, on_inputs, cfg.sequential, cfg.batch_size, ctx.device, ctx.progress,
+                                ctx.reducer)
         for name in lm_head:  # no Hessian of the head's input is collected: RTN, reported
             ctx.event(self.name, name, "fallback", "outside the decoder layers; rounded to nearest")
             model.quantize(name, rtn_quantize(formats[name], model.dense(name)))

@@ -45,6 +45,10 @@ class TensorStore:
     def __contains__(self, name: str) -> bool:
         return name in self._memory or name in self._where
 
+    def in_memory(self) -> list[str]:
+        """Names of the tensors `set` in memory (computed, not read from a file)."""
+        return list(self._memory)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 

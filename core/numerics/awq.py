@@ -63,6 +63,37 @@ def linear_outputs(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor
     return torch.cat([x @ w.T for w in weights], dim=-1)
 
 
+def scale_candidates(x_mean: torch.Tensor, weights: list[torch.Tensor], fmt_of: list, grid: int = 20,
+                     duo: str = "off") -> list[tuple[float, torch.Tensor]]:
+    """(alpha, scales [in]) for every grid point, plain and/or duo (module docstring)."""
+    group = next((getattr(f, "group_size", None) for f in fmt_of if f is not None), None)
+    w_mean = weight_magnitude([w.float() for w in weights], group) if duo != "off" else None
+    return list(_candidates(x_mean, w_mean, grid, duo))
+
+
+def candidate_errors(x: torch.Tensor, weights: list[torch.Tensor], fmt_of: list, candidates: list[tuple[float, torch.Tensor]],
+                     block: Block = linear_outputs) -> tuple[torch.Tensor, int]:
+    """Sum of squared errors of block(x / s, rounded W s) against block(x, W), float64 [n
+    candidates], and how many output elements each sum covers. Sums over disjoint
+    samples add up, so several shards (or ranks) can share one search."""
+    x = x.float()
+    ws = [w.float() for w in weights]
+    ref = block(x, ws)
+    errors = torch.empty(len(candidates), dtype=torch.float64)
+    for k, (_, s) in enumerate(candidates):
+        out = block(x / s, [w * s if f is None else rtn_fake_quantize(f, w * s) for w, f in zip(ws, fmt_of)])
+        errors[k] = (out - ref).pow(2).sum(dtype=torch.float64)
+    return errors, ref.numel()
+
+
+def pick_scales(candidates: list[tuple[float, torch.Tensor]], errors: torch.Tensor, count: int) -> tuple[torch.Tensor, float, list[float]]:
+    """(scales, alpha, mean squared error per candidate) of the first candidate with the
+    lowest error."""
+    losses = (errors / max(count, 1)).tolist()
+    best = min(range(len(candidates)), key=lambda k: (losses[k], k))
+    return candidates[best][1], candidates[best][0], losses
+
+
 def search_scales(
     x: torch.Tensor,
     x_mean: torch.Tensor,
@@ -76,41 +107,43 @@ def search_scales(
     x, fmt_of[i] the format of weights[i] (None: left unrounded); duo "off", "on" or
     "both" (see the module docstring); the loss is the mean squared error of
     block(x, weights). Returns (scales [in], best alpha, losses)."""
-    x = x.float()
-    ws = [w.float() for w in weights]
-    ref = block(x, ws)
-    losses: list[float] = []
-    best = (float("inf"), 0.0, torch.ones_like(x_mean, dtype=torch.float32))
-    group = next((getattr(f, "group_size", None) for f in fmt_of if f is not None), None)
-    w_mean = weight_magnitude(ws, group) if duo != "off" else None
-    for alpha, s in _candidates(x_mean, w_mean, grid, duo):
-        out = block(x / s, [w * s if f is None else rtn_fake_quantize(f, w * s) for w, f in zip(ws, fmt_of)])
-        loss = (out - ref).pow(2).mean().item()
-        losses.append(loss)
-        if loss < best[0]:
-            best = (loss, alpha, s)
-    return best[2], best[1], losses
+    candidates = scale_candidates(x_mean, weights, fmt_of, grid, duo)
+    errors, count = candidate_errors(x, weights, fmt_of, candidates, block)
+    return pick_scales(candidates, errors, count)
 
 
-def search_clip(x: torch.Tensor, w: torch.Tensor, fmt, grid: int = 20, max_shrink: float = 0.5) -> torch.Tensor:
-    """Per-(row, group) clipping threshold [out, groups] minimising each group's share of
-    the output error, over ranges amax * (1 - k / grid), k < max_shrink * grid."""
+def clip_errors(x: torch.Tensor, w: torch.Tensor, fmt, grid: int = 20, max_shrink: float = 0.5) -> torch.Tensor:
+    """Sum over the tokens x [tokens, in] of each (row, group)'s squared output error when
+    its range is clipped to amax * (1 - k / grid), k < max_shrink * grid: float64
+    [k, out, groups]. Sums over disjoint tokens add up (shards, ranks)."""
     rows, cols = w.shape
     gs = fmt.group_size or cols
     xg = x.float().reshape(-1, cols // gs, gs)  # [tokens, G, gs]
     wg = w.float().reshape(rows, cols // gs, gs)  # [rows, G, gs]
     ref = torch.einsum("ngk,rgk->rgn", xg, wg)
     amax = wg.abs().amax(-1, keepdim=True)  # [rows, G, 1]
-    best_err = torch.full(amax.shape[:2], float("inf"))
-    best = amax.clone()
-    for k in range(max(1, int(max_shrink * grid))):
+    steps = max(1, int(max_shrink * grid))
+    errors = torch.empty(steps, rows, cols // gs, dtype=torch.float64)
+    for k in range(steps):
         max_val = amax * (1 - k / grid)
         q = rtn_fake_quantize(fmt, wg.clamp(-max_val, max_val).reshape(rows, cols)).reshape(wg.shape)
-        err = (torch.einsum("ngk,rgk->rgn", xg, q) - ref).pow(2).mean(-1)  # [rows, G]
-        better = err < best_err
-        best_err = torch.where(better, err, best_err)
-        best = torch.where(better.unsqueeze(-1), max_val, best)
-    return best.squeeze(-1)
+        errors[k] = (torch.einsum("ngk,rgk->rgn", xg, q) - ref).pow(2).sum(-1, dtype=torch.float64)
+    return errors
+
+
+def pick_clip(w: torch.Tensor, fmt, errors: torch.Tensor, grid: int = 20) -> torch.Tensor:
+    """Per-(row, group) threshold [out, groups]: the first range with the lowest error."""
+    rows, cols = w.shape
+    gs = fmt.group_size or cols
+    amax = w.float().reshape(rows, cols // gs, gs).abs().amax(-1)  # [rows, G]
+    ranges = torch.stack([amax * (1 - k / grid) for k in range(errors.shape[0])])  # [k, rows, G]
+    return ranges.gather(0, errors.argmin(0, keepdim=True)).squeeze(0)  # argmin: the first minimum
+
+
+def search_clip(x: torch.Tensor, w: torch.Tensor, fmt, grid: int = 20, max_shrink: float = 0.5) -> torch.Tensor:
+    """Per-(row, group) clipping threshold [out, groups] minimising each group's share of
+    the output error, over ranges amax * (1 - k / grid), k < max_shrink * grid."""
+    return pick_clip(w, fmt, clip_errors(x, w, fmt, grid, max_shrink), grid)
 
 
 def apply_clip(w: torch.Tensor, max_val: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ def test_layer_inputs_follow_quantized_layers_in_sequential_mode(tiny_checkpoint
     seen_inputs, observed = {}, {}
 
     def observer_for(i):
-        return lambda name, x: observed.setdefault(name, x.shape[-1])
+        return lambda name, x, batch: observed.setdefault(name, x.shape[-1])
 
     def quantize_layer(inputs):
         seen_inputs[inputs.layer] = torch.cat([st[f"h{inputs.layer}"] for st in inputs.hidden])
@@ -46,7 +46,7 @@ def test_linear_groups_are_calibrated_on_the_quantized_groups_before_them(tiny_c
     fmt = INT4WeightFormat(group_size=32)
     seen, groups = {}, []
 
-    def on_inputs(names, inputs):
+    def on_inputs(names, inputs, batches):
         groups.append(names)
         seen[names[0]] = torch.cat(inputs)
         for name in names:

@@ -3,6 +3,7 @@ import torch
 
 from inferc.core.errors import RecipeError
 from inferc.passes import get_pass, make_config
+from inferc.calibration.distributed import Batch, Reducer
 from inferc.passes.quantize_awq import _InputSampler, fold_scales, scale_groups
 from quant4_helpers import calib_set, context, load, logits, mean_kl
 
@@ -79,11 +80,14 @@ def test_scales_only_then_gptq(tiny_checkpoint):
         make_config(awq, {"format": "fp8", "activations": "fp8", "quantize": False})
 
 
-def test_sampler_keeps_every_stride_th_whole_sequence_across_batches():
+def test_sampler_keeps_every_stride_th_whole_sequence_across_batches_and_shards():
     sampler = _InputSampler(stride=3)
     seqs = torch.arange(10, dtype=torch.float32)[:, None, None].expand(10, 5, 2)  # sequence i is all i
-    for batch in (seqs[:4], seqs[4:8], seqs[8:]):
-        sampler.observe("w", batch)
-    assert sampler.x("w").shape == (4, 5, 2)
-    assert sampler.x("w")[:, 0, 0].tolist() == [0, 3, 6, 9]
+    for shard, first, stop in ((0, 0, 4), (0, 4, 6), (1, 6, 8), (1, 8, 10)):
+        sampler.observe("w", seqs[first:stop], Batch(shard, first, torch.zeros(0)))
+    sampler.reduce(Reducer(), [0, 1])
+    x0, i0 = sampler.x("w", 0)
+    x1, i1 = sampler.x("w", 1)
+    assert x0.shape == (2, 5, 2) and x0[:, 0, 0].tolist() == [0, 3] and i0.tolist() == [0, 1]
+    assert x1[:, 0, 0].tolist() == [6, 9] and i1.tolist() == [2, 3]
     assert torch.equal(sampler.mean("w"), torch.full((2,), 4.5))

@@ -68,3 +68,21 @@ def test_search_minimises_the_error_of_the_block_it_is_given():
     assert first_only == alone
     _, _, both = search_scales(x, mean, [w, w[:16] * 5], [fmt, fmt], grid=10)
     assert both != alone
+
+
+def test_grid_and_clip_errors_of_disjoint_samples_add_up():
+    """The searches can be split over shards (and ranks): errors are sums over samples."""
+    from inferc.core.numerics.awq import candidate_errors, clip_errors, pick_clip, pick_scales, scale_candidates
+
+    x, w = _inputs(tokens=512)
+    fmt = INT4WeightFormat(group_size=32)
+    cands = scale_candidates(x.abs().mean(0), [w], [fmt], grid=10)
+    whole, n = candidate_errors(x, [w], [fmt], cands)
+    (a, na), (b, nb) = candidate_errors(x[:200], [w], [fmt], cands), candidate_errors(x[200:], [w], [fmt], cands)
+    assert na + nb == n
+    torch.testing.assert_close(a + b, whole, rtol=1e-9, atol=0)
+    s, alpha, losses = search_scales(x, x.abs().mean(0), [w], [fmt], grid=10)
+    assert (pick_scales(cands, a + b, n)[1], losses) == (alpha, (whole / n).tolist())
+    clip = clip_errors(x[:200], w, fmt) + clip_errors(x[200:], w, fmt)
+    torch.testing.assert_close(clip, clip_errors(x, w, fmt), rtol=1e-5, atol=1e-6)
+    assert torch.equal(pick_clip(w, fmt, clip_errors(x, w, fmt)), search_clip(x, w, fmt))

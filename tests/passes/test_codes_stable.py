@@ -2,7 +2,9 @@
 the model graph landed (tests/data/codes_before_graph.json: sha256 prefixes of every
 quantized weight's codes, scales, zero points, g_idx and input scale, by checkpoint name,
 computed by the code of commit 6f74dab, with the float32 rotary frequencies of the FP8
-consumer fix applied to it, on the same tiny checkpoints and calibration)."""
+consumer fix applied to it, on the same tiny checkpoints and calibration). Statistics are
+summed over one shard, in the order that code summed them; the default of 8 shards adds
+per-shard partial sums, which moves AWQ's scale picks within float32 rounding."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 import torch
 
 from inferc.calibration.dataset import CalibrationSet
+from inferc.calibration.distributed import Reducer
 from inferc.calibration.stats import collect_activation_stats
 from inferc.formats.hf.reader import load_checkpoint
 from inferc.passes import PassContext, get_pass, make_config
@@ -42,7 +45,7 @@ def _digest(q, act) -> str:
 def test_codes_equal_those_before_the_graph(tiny_checkpoint, family, algo):
     calib = CalibrationSet(torch.randint(0, 256, (8, 64), generator=torch.Generator().manual_seed(0)), "random")
     ir = load_checkpoint(tiny_checkpoint(family))
-    ctx = PassContext(calibration=calib)
+    ctx = PassContext(calibration=calib, reducer=Reducer(shards=1))  # one shard: sums in the order they had
     ctx._stats_factory = lambda: collect_activation_stats(ir, calib)
     name, options = RUNS[algo]
     cls = get_pass(name)

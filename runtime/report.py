@@ -70,6 +70,14 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class SkippedExport:
+    """An export the target adds on its own (a TensorRT engine) that could not be built here."""
+
+    format: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class GateResult:
     name: str
     threshold: float
@@ -93,6 +101,7 @@ class Report:
     speed: SpeedResult | None = None
     sizes: SizeInfo | None = None
     gates: list[GateResult] = field(default_factory=list)
+    skipped_exports: list[SkippedExport] = field(default_factory=list)
 
     @property
     def gates_passed(self) -> bool:
@@ -225,6 +234,8 @@ def render_markdown(report: Report) -> str:
     if r.events:
         out += [f"## Per-layer events ({len(r.events)})", ""] + _table(
             ("pass", "tensor", "kind", "detail"), [(e.pass_name, f"`{e.tensor}`", e.kind, e.detail) for e in r.events])
+    if r.skipped_exports:
+        out += ["## Skipped exports", ""] + _table(("format", "reason"), [(s.format, s.reason) for s in r.skipped_exports])
     if r.quality:
         out += ["## Quality", ""] + ([r.quality_note, ""] if r.quality_note else [])
         out += [f"Scored on: {r.quality.source}", ""] + _table(("metric", "value"), _quality_rows(r.quality))
@@ -256,6 +267,8 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         rows.append(("build time", f"{sum(p.seconds for p in r.passes):.1f} s"))
     if r.events:
         rows.append(("per-layer events", str(len(r.events))))
+    for s in r.skipped_exports:
+        rows.append((f"{s.format} export", f"skipped: {s.reason}"))
     if r.quality:
         q = r.quality
         rows += [

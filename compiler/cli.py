@@ -170,12 +170,13 @@ def _print_summary(report: Any) -> None:
 @click.option("--speed/--no-speed", default=True, show_default=True)
 @click.option("--json-out", type=click.Path(path_type=Path), help="Write the evaluation as JSON here.")
 @click.option("--device", default="cpu", show_default=True)
-def eval_cmd(artifact, reference, dataset, ctx_len, chunks, method, speed, json_out, device) -> None:
+@click.option("--export", "export_format", help="Which of the artifact's exports to run (e.g. tensorrt); default: the first.")
+def eval_cmd(artifact, reference, dataset, ctx_len, chunks, method, speed, json_out, device, export_format) -> None:
     """Evaluate an artifact (artifact directory, HF checkpoint or .gguf) against its reference."""
     from inferc.compiler.evaluate import evaluate_artifact
     from inferc.runtime.report import to_json
 
-    report = evaluate_artifact(artifact, reference, dataset, ctx_len, chunks, method, speed, device)
+    report = evaluate_artifact(artifact, reference, dataset, ctx_len, chunks, method, speed, device, export_format)
     if json_out:
         Path(json_out).write_text(to_json(report))
     _print_summary(report)

@@ -7,16 +7,16 @@ import json
 from pathlib import Path
 
 from inferc.compiler.build import evaluation_tokens
-from inferc.core.errors import CheckpointError, InferCError
+from inferc.core.errors import CheckpointError, InferCError, UnsupportedError
 from inferc.compiler.manifest import MANIFEST_FILE
 from inferc.compiler.recipe import EvalConfig
 from inferc.formats.hf.reader import load_checkpoint
 from inferc.runtime.report import Report
 
 
-def _resolve(artifact: Path, reference: Path | None) -> tuple[str, Path, Path]:
-    """(kind, candidate path, reference checkpoint dir) for an artifact directory,
-    an HF checkpoint directory or a .gguf file."""
+def _resolve(artifact: Path, reference: Path | None, export: str | None = None) -> tuple[str, Path, Path]:
+    """(kind, candidate path, reference checkpoint dir) for an artifact directory (its first
+    export, or the one of format `export`), an HF checkpoint directory or a .gguf file."""
     artifact = Path(artifact)
     if not artifact.exists():
         raise CheckpointError(f"'{artifact}' does not exist; pass an artifact directory, a checkpoint directory or a .gguf file")
@@ -26,6 +26,14 @@ def _resolve(artifact: Path, reference: Path | None) -> tuple[str, Path, Path]:
         if not exports:
             raise CheckpointError(f"artifact '{artifact}' lists no exported formats in its {MANIFEST_FILE}")
         first = exports[0]
+        if export is not None:
+            chosen = [e for e in exports if e["format"] == export]
+            if not chosen:
+                raise CheckpointError(f"artifact '{artifact}' has no '{export}' export; it has: "
+                                      f"{', '.join(e['format'] for e in exports)}")
+            first = chosen[0]
+            if "skipped" in first:
+                raise UnsupportedError(f"artifact '{artifact}': its {export} export was skipped at build time: {first['skipped']}")
         ref = reference or Path(manifest["source"]["path"])
         return first["format"], artifact / first["path"], ref
     if reference is None:
@@ -44,13 +52,14 @@ def evaluate_artifact(
     method: str,
     speed: bool,
     device: str = "cpu",
+    export: str | None = None,
 ) -> Report:
     from inferc.runtime.evaluate import compare_logits
     from inferc.runtime.speed import measure_speed
     from inferc.runtime.backends import open_backend
     from inferc.runtime.torch_backend import TorchBackend
 
-    kind, path, ref_dir = _resolve(artifact, reference)
+    kind, path, ref_dir = _resolve(artifact, reference, export)
     ref_ir = load_checkpoint(ref_dir)
     ev = EvalConfig(dataset=dataset, ctx_len=ctx_len, chunks=chunks, method=method)  # type: ignore[arg-type]
     tokens, source, is_corpus = evaluation_tokens(ev, ref_ir, seed=0, device=device)

@@ -46,4 +46,6 @@ def open_backend(path: Path, device: str = "cpu", name: str | None = None) -> Ba
 
 
 def _load() -> None:
+    # the TensorRT backend first: an engine's folder also holds the ONNX it was built from
+    from inferc.runtime import tensorrt_backend  # noqa: F401, I001
     from inferc.runtime import llamacpp_backend, onnxruntime_backend, torch_backend  # noqa: F401  (register them)

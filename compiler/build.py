@@ -50,6 +50,7 @@ from inferc.runtime.report import (
     EventRecord,
     PassRecord,
     Report,
+    ExportRecord,
     SizeInfo,
     SkippedExport,
     evaluate_gates,
@@ -321,6 +322,7 @@ def _build_into(
         speed=speed,
         sizes=size_info(ir, [p for f, p in exports if f is not ExportFormat.TENSORRT]),
         skipped_exports=skipped,
+        exports=[_export_record(f, p, tmp) for f, p in exports],
     )
     report.gates = evaluate_gates(recipe.gates, quality, speed, report.sizes)
     (tmp / REPORT_JSON).write_text(to_json(report))
@@ -334,6 +336,18 @@ def _build_into(
                                                                                 for s in skipped]
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return report
+
+
+def _export_record(fmt: ExportFormat, path: Path, root: Path) -> ExportRecord:
+    """What an export holds, for the report; an engine says how it was built."""
+    if fmt is not ExportFormat.TENSORRT:
+        return ExportRecord(fmt.value, path.relative_to(root).as_posix())
+    from inferc.formats.tensorrt.constants import BUILD_INFO_FILE, ENGINE_FILE
+
+    info = json.loads((path / BUILD_INFO_FILE).read_text())
+    detail = (f"{info['engine_bytes'] / 2**20:.1f} MiB engine for {info['compute_capability']} by "
+              f"{info['builder']['flavour']} {info['builder']['version']} in {info['build_seconds']:.1f} s")
+    return ExportRecord(fmt.value, (path / ENGINE_FILE).relative_to(root).as_posix(), detail)
 
 
 def _manifest_entry(fmt: ExportFormat, path: Path, root: Path) -> dict[str, Any]:

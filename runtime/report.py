@@ -70,6 +70,15 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class ExportRecord:
+    """An export the build wrote: its format, its path in the artifact, and what it holds."""
+
+    format: str
+    path: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class SkippedExport:
     """An export the target adds on its own (a TensorRT engine) that could not be built here."""
 
@@ -102,6 +111,7 @@ class Report:
     sizes: SizeInfo | None = None
     gates: list[GateResult] = field(default_factory=list)
     skipped_exports: list[SkippedExport] = field(default_factory=list)
+    exports: list[ExportRecord] = field(default_factory=list)
 
     @property
     def gates_passed(self) -> bool:
@@ -234,6 +244,8 @@ def render_markdown(report: Report) -> str:
     if r.events:
         out += [f"## Per-layer events ({len(r.events)})", ""] + _table(
             ("pass", "tensor", "kind", "detail"), [(e.pass_name, f"`{e.tensor}`", e.kind, e.detail) for e in r.events])
+    if r.exports:
+        out += ["## Exports", ""] + _table(("format", "path", ""), [(e.format, f"`{e.path}`", e.detail) for e in r.exports])
     if r.skipped_exports:
         out += ["## Skipped exports", ""] + _table(("format", "reason"), [(s.format, s.reason) for s in r.skipped_exports])
     if r.quality:
@@ -267,6 +279,9 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         rows.append(("build time", f"{sum(p.seconds for p in r.passes):.1f} s"))
     if r.events:
         rows.append(("per-layer events", str(len(r.events))))
+    for e in r.exports:
+        if e.detail:
+            rows.append((f"{e.format} export", f"{e.path}: {e.detail}"))
     for s in r.skipped_exports:
         rows.append((f"{s.format} export", f"skipped: {s.reason}"))
     if r.quality:

@@ -99,3 +99,5 @@ def test_default_l40s_build_names_its_engine_in_the_manifest(tiny_checkpoint, tm
     info = json.loads((out / "tensorrt" / "build_info.json").read_text())
     assert info["compute_capability"] == "sm89" and info["precisions"]["linear"]["mlp.down"]["weights"] == "int4"
     assert "skipped" not in stdout
+    assert "tensorrt/model.engine:" in stdout and "engine for sm89 by tensorrt-rtx" in stdout
+    assert "## Exports" in (out / "report.md").read_text()

@@ -168,6 +168,6 @@ def _is_engine(path: Path) -> bool:
     return (part / C.ENGINE_FILE).is_file() and (path.is_dir() or path.name == C.ENGINE_FILE)
 
 
-@register_backend("tensorrt", runs=_is_engine)
+@register_backend("tensorrt", runs=_is_engine, priority=1)  # before onnxruntime: the folder holds model.onnx too
 def _open_engine(path: Path, device: str) -> TensorRTBackend:
     return TensorRTBackend(path)

@@ -244,6 +244,9 @@ class _Lowering:
         groups = {check_int4(p.weight, q, "the standard flavour") for p, q in zip(node.parts, qs)}
         if len(groups) > 1 or len({q.symmetric for q in qs}) > 1:
             raise UnsupportedError(f"linear '{node.out}': its parts differ in group size or symmetry")
+        if self.trt and not qs[0].symmetric:
+            raise UnsupportedError(f"linear '{node.out}': TensorRT takes symmetric INT4 weights only (no zero points); "
+                                   "quantize with symmetric: true")
         blocks = [to_blocked_int4(q, self.np_dtype) for q in qs]
         codes = np.concatenate([b[0] for b in blocks], axis=1)
         scales = np.concatenate([b[1] for b in blocks], axis=1)

@@ -247,7 +247,8 @@ def targets() -> None:
     """The deployment targets, their native precisions and defaults."""
     rows = [("target", "arch", "native", "default --quant", "exports")]
     for t in TARGETS.values():
-        rows.append((t.name, t.arch, ", ".join(q.value for q in t.native), t.default_quant.value, ", ".join(f.value for f in t.default_formats)))
+        exports = ", ".join([f.value for f in t.default_formats] + [f"{f.value} (when a builder fits)" for f in t.optional_formats])
+        rows.append((t.name, t.arch, ", ".join(q.value for q in t.native), t.default_quant.value, exports))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)))

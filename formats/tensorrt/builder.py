@@ -109,8 +109,9 @@ class EngineBuilder:
             def __init__(self) -> None:
                 trt.ILogger.__init__(self)
 
-            def log(self, severity: Any, msg: str) -> None:
-                sink.append(f"{severity.name}: {msg}")
+            def log(self, severity: Any, msg: str) -> None:  # keep warnings, errors and the weights figure
+                if int(severity) <= int(trt.ILogger.Severity.WARNING) or C.WEIGHTS_LOG_PREFIX in msg:
+                    sink.append(f"{severity.name}: {msg}")
 
         return _Sink()
 

@@ -23,7 +23,7 @@ $(VENV)/.installed-hf: pyproject.toml setup.py
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.installed-hf
-	$(BIN)/python -m pip install --quiet -e ".[all]"
+	$(BIN)/python -m pip install --quiet -e ".[all,tensorrt-rtx]"
 	touch $@
 
 run: setup-run

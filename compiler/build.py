@@ -60,7 +60,9 @@ from inferc.runtime.report import (
     EventRecord,
     PassRecord,
     Report,
+    ExportRecord,
     SizeInfo,
+    SkippedExport,
     evaluate_gates,
     reference_speed_note,
     render_markdown,
@@ -68,6 +70,7 @@ from inferc.runtime.report import (
 )
 from inferc.runtime.speed import artifact_size, bits_per_weight, measure_speed, tensor_data_bytes
 from inferc.formats.registry import get_exporter
+from inferc.formats.tensorrt import check_precisions, find_builder
 from inferc.runtime.backends import open_backend
 from inferc.runtime.torch_backend import TorchBackend
 
@@ -102,6 +105,54 @@ def resolve_target(recipe: Recipe) -> tuple[Target, str | None]:
     quant = recipe.quant or target.default_quant
     formats = tuple(e.format for e in recipe.export) or target.default_formats
     return target, target.check(quant, emulate=recipe.emulate, formats=formats)
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One export of the build: its format and options, whether the target added it on its
+    own (optional: built when it can be, else skipped), and the reason it is skipped."""
+
+    format: ExportFormat
+    options: dict[str, Any]
+    optional: bool = False
+    skipped: str | None = None
+
+
+# the quantized precisions a TensorRT engine of each --quant computes in
+_ENGINE_PRECISIONS: dict[Quant, set[str]] = {Quant.FP8: {"fp8"}, Quant.NVFP4: {"nvfp4"}, Quant.AWQ: {"int4"},
+                                             Quant.GPTQ: {"int4"}, Quant.RTN: {"int4"}}
+
+
+def _check_engine(recipe: Recipe, target: Target) -> None:
+    """A TensorRT engine for this target and quant: a builder that fits and tensor cores for
+    its precisions, or the InferCError saying what is missing."""
+    check_precisions(target.arch, _ENGINE_PRECISIONS.get(recipe.quant or target.default_quant, set()))
+    find_builder(target.arch)
+
+
+def plan_exports(recipe: Recipe, target: Target) -> list[ExportJob]:
+    """The recipe's exports (or the target's defaults), then the target's optional ones.
+    An explicit TensorRT export that cannot be built is refused here, before any weight is
+    read; an optional one is kept with the reason it will be skipped."""
+    jobs = []
+    for spec in recipe.export or tuple({"format": f} for f in target.default_formats):
+        fmt = spec.format if hasattr(spec, "format") else spec["format"]
+        options = {k: v for k, v in (vars(spec) if hasattr(spec, "format") else spec).items() if k != "format" and v is not None}
+        if fmt is ExportFormat.TENSORRT:
+            _check_engine(recipe, target)
+            options["arch"] = target.arch
+        jobs.append(ExportJob(fmt, options))
+    for fmt in target.optional_formats:
+        if any(j.format is fmt for j in jobs):
+            continue
+        assert fmt is ExportFormat.TENSORRT, fmt
+        try:
+            _check_engine(recipe, target)
+            skipped = None
+        except InferCError as exc:
+            skipped = str(exc)
+        jobs.append(ExportJob(fmt, {"arch": target.arch}, optional=True, skipped=skipped))
+    return jobs
 
 
 _HELD_OUT_SEED_OFFSET = 1_000_003
@@ -161,13 +212,23 @@ def _timed(records: list[PassRecord], name: str, fn: Callable[[], Any]) -> Any:
     return out
 
 
-def _export(model: ModelIR, recipe: Recipe, target: Target, root: Path) -> list[tuple[ExportFormat, Path]]:
-    """Each export the recipe lists (or the target's defaults), by its registered exporter."""
+def _export(model: ModelIR, jobs: list[ExportJob], root: Path, skipped: list[SkippedExport],
+            announce: Step) -> list[tuple[ExportFormat, Path]]:
+    """Each planned export by its registered exporter; an optional one that cannot be built
+    is appended to `skipped` with the reason (and announced), never dropped silently."""
     out = []
-    for spec in recipe.export or tuple({"format": f} for f in target.default_formats):
-        fmt = spec.format if hasattr(spec, "format") else spec["format"]
-        options = {k: v for k, v in (vars(spec) if hasattr(spec, "format") else spec).items() if k != "format" and v is not None}
-        out.append((fmt, get_exporter(fmt.value)(model, root, options)))
+    for job in jobs:
+        reason = job.skipped
+        if reason is None:
+            try:
+                out.append((job.format, get_exporter(job.format.value)(model, root, dict(job.options))))
+                continue
+            except InferCError as exc:
+                if not job.optional:
+                    raise
+                reason = str(exc)
+        skipped.append(SkippedExport(job.format.value, reason))
+        announce(f"export {job.format.value}: skipped ({reason})")
     return out
 
 
@@ -200,14 +261,15 @@ def build(
     target, emulation_note = _timed(records, "plan", lambda: resolve_target(recipe))
     plan = make_plan(recipe)
     imatrix_entries = check_build_inputs(recipe, plan, device, imatrix)
+    jobs = plan_exports(recipe, target)
     out_dir = Path(out_dir)
     if not reducer.is_main:
         _build_into(None, recipe, plan, target, emulation_note, model_dir, device, progress, announce, imatrix, imatrix_entries,
-                    records, reducer)
+                    records, reducer, jobs)
         return BuildResult(out_dir, None)
     with OutputDir(out_dir, force) as out:
         report = _build_into(out.temporary, recipe, plan, target, emulation_note, model_dir, device, progress, announce,
-                             imatrix, imatrix_entries, records, reducer)
+                             imatrix, imatrix_entries, records, reducer, jobs)
         out.commit()
     result = BuildResult(out_dir, report)
     failed = [g.name for g in report.gates if not g.passed]
@@ -230,6 +292,7 @@ def _build_into(
     imatrix_entries: dict | None,
     records: list[PassRecord],
     reducer: Reducer,
+    jobs: list[ExportJob],
 ) -> Report | None:
     """Every step after plan, writing the artifact into the (empty) folder tmp; on a rank
     other than 0 (tmp None) only up to the end of the passes."""
@@ -267,7 +330,8 @@ def _build_into(
         return None
 
     announce("export")
-    exports = _timed(records, "export", lambda: _export(ir, recipe, target, tmp))
+    skipped: list[SkippedExport] = []
+    exports = _timed(records, "export", lambda: _export(ir, jobs, tmp, skipped, announce))
     quality, speed = None, None
     if recipe.eval.enabled and exports:
         announce("evaluate")
@@ -287,7 +351,9 @@ def _build_into(
         quality_note="" if data.eval_is_corpus else "no corpus given: scored on held-out text sampled from the model itself",
         speed=speed,
         speed_note=reference_speed_note(speed, target.name),
-        sizes=size_info(ir, [p for _, p in exports]),
+        sizes=size_info(ir, [p for f, p in exports if f is not ExportFormat.TENSORRT]),
+        skipped_exports=skipped,
+        exports=[_export_record(f, p, tmp) for f, p in exports],
     )
     report.gates = evaluate_gates(recipe.gates, quality, speed, report.sizes)
     (tmp / REPORT_JSON).write_text(to_json(report))
@@ -297,7 +363,8 @@ def _build_into(
         {"path": str(ir.source.path), "name": model_label, "sha256": ir.source.sha256},
         {"source": data.calibration.source, "sha256": data.calibration.sha256()} if data.calibration else None,
     )
-    manifest["exports"] = [{"format": f.value, "path": p.relative_to(tmp).as_posix()} for f, p in exports]
+    manifest["exports"] = [_manifest_entry(f, p, tmp) for f, p in exports] + [{"format": s.format, "skipped": s.reason}
+                                                                                for s in skipped]
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return report
 
@@ -324,6 +391,28 @@ def model_digest(ir: ModelIR) -> str:
     for name in sorted(ir.tensors.in_memory()):
         add(name, ir.tensors.get(name))
     return h.hexdigest()
+
+
+def _export_record(fmt: ExportFormat, path: Path, root: Path) -> ExportRecord:
+    """What an export holds, for the report; an engine says how it was built."""
+    if fmt is not ExportFormat.TENSORRT:
+        return ExportRecord(fmt.value, path.relative_to(root).as_posix())
+    from inferc.formats.tensorrt.constants import BUILD_INFO_FILE, ENGINE_FILE
+
+    info = json.loads((path / BUILD_INFO_FILE).read_text())
+    detail = (f"{info['engine_bytes'] / 2**20:.1f} MiB engine for {info['compute_capability']} by "
+              f"{info['builder']['flavour']} {info['builder']['version']} in {info['build_seconds']:.1f} s")
+    return ExportRecord(fmt.value, (path / ENGINE_FILE).relative_to(root).as_posix(), detail)
+
+
+def _manifest_entry(fmt: ExportFormat, path: Path, root: Path) -> dict[str, Any]:
+    entry = {"format": fmt.value, "path": path.relative_to(root).as_posix()}
+    if fmt is ExportFormat.TENSORRT:
+        from inferc.formats.tensorrt.constants import BUILD_INFO_FILE, ENGINE_FILE
+
+        entry.update(engine=(path / ENGINE_FILE).relative_to(root).as_posix(),
+                     build_info=(path / BUILD_INFO_FILE).relative_to(root).as_posix())
+    return entry
 
 
 class BuildGateError(GateFailedError):

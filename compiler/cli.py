@@ -210,13 +210,14 @@ def _print_summary(report: Any) -> None:
 @click.option("--json-out", type=click.Path(path_type=Path), help="Write the evaluation as JSON here.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def eval_cmd(artifact, reference, dataset, ctx_len, chunks, method, speed, json_out, device, quiet) -> None:
+@click.option("--export", "export_format", help="Which of the artifact's exports to run (e.g. tensorrt); default: the first.")
+def eval_cmd(artifact, reference, dataset, ctx_len, chunks, method, speed, json_out, device, quiet, export_format) -> None:
     """Evaluate an artifact (artifact directory, HF checkpoint or .gguf) against its reference."""
     from inferc.compiler.evaluate import evaluate_artifact
     from inferc.runtime.report import to_json
 
     report = evaluate_artifact(artifact, reference, dataset, ctx_len, chunks, method, speed, device,
-                               progress=_Bars(not quiet), step=_step)
+                               progress=_Bars(not quiet), step=_step, export=export_format)
     if json_out:
         Path(json_out).write_text(to_json(report))
     _print_summary(report)
@@ -287,7 +288,8 @@ def targets() -> None:
     """The deployment targets, their native precisions and defaults."""
     rows = [("target", "arch", "native", "default --quant", "exports")]
     for t in TARGETS.values():
-        rows.append((t.name, t.arch, ", ".join(q.value for q in t.native), t.default_quant.value, ", ".join(f.value for f in t.default_formats)))
+        exports = ", ".join([f.value for f in t.default_formats] + [f"{f.value} (when a builder fits)" for f in t.optional_formats])
+        rows.append((t.name, t.arch, ", ".join(q.value for q in t.native), t.default_quant.value, exports))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)))

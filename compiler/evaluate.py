@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inferc.compiler.build import evaluation_tokens
-from inferc.core.errors import CheckpointError, InferCError
+from inferc.core.errors import CheckpointError, InferCError, UnsupportedError
 from inferc.compiler.manifest import MANIFEST_FILE
 from inferc.compiler.preflight import check_dataset, check_device
 from inferc.compiler.recipe import EvalConfig
@@ -16,9 +16,9 @@ from inferc.formats.hf.reader import load_checkpoint
 from inferc.runtime.report import Report, reference_speed_note
 
 
-def _resolve(artifact: Path, reference: Path | None) -> tuple[str, Path, Path]:
-    """(kind, candidate path, reference checkpoint dir) for an artifact directory,
-    an HF checkpoint directory or a .gguf file."""
+def _resolve(artifact: Path, reference: Path | None, export: str | None = None) -> tuple[str, Path, Path]:
+    """(kind, candidate path, reference checkpoint dir) for an artifact directory (its first
+    export, or the one of format `export`), an HF checkpoint directory or a .gguf file."""
     artifact = Path(artifact)
     if not artifact.exists():
         raise CheckpointError(f"'{artifact}' does not exist; pass an artifact directory, a checkpoint directory or a .gguf file")
@@ -28,6 +28,14 @@ def _resolve(artifact: Path, reference: Path | None) -> tuple[str, Path, Path]:
         if not exports:
             raise CheckpointError(f"artifact '{artifact}' lists no exported formats in its {MANIFEST_FILE}")
         first = exports[0]
+        if export is not None:
+            chosen = [e for e in exports if e["format"] == export]
+            if not chosen:
+                raise CheckpointError(f"artifact '{artifact}' has no '{export}' export; it has: "
+                                      f"{', '.join(e['format'] for e in exports)}")
+            first = chosen[0]
+            if "skipped" in first:
+                raise UnsupportedError(f"artifact '{artifact}': its {export} export was skipped at build time: {first['skipped']}")
         ref = reference or Path(manifest["source"]["path"])
         return first["format"], artifact / first["path"], ref
     if reference is None:
@@ -48,6 +56,7 @@ def evaluate_artifact(
     device: str = "cpu",
     progress: Callable[[str, int, int], None] | None = None,
     step: Callable[[str], None] | None = None,
+    export: str | None = None,
 ) -> Report:
     """Score an artifact against its reference; `step` is told each stage as it starts
     (load, data, quality, speed) and `progress` how far the long ones have got."""
@@ -61,7 +70,7 @@ def evaluate_artifact(
     check_device(device)
     if dataset:
         check_dataset(dataset, "evaluation")
-    kind, path, ref_dir = _resolve(artifact, reference)
+    kind, path, ref_dir = _resolve(artifact, reference, export)
     announce("load")
     ref_ir = load_checkpoint(ref_dir)
     announce("data")

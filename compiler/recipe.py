@@ -64,15 +64,24 @@ class PassSpec:
 class ExportSpec:
     format: ExportFormat
     layout: Literal["compressed-tensors", "modelopt"] = "compressed-tensors"
-    # onnx only: which operators (ort: ONNX Runtime's fused ones; standard: opset 21 only),
-    # activation dtype, and MatMulNBits' accuracy_level (0 unset, 1 fp32 ... 4 int8)
-    flavour: Literal["ort", "standard"] = "ort"
-    dtype: Literal["fp32", "fp16"] = "fp32"
+    # onnx only: which operators (ort: ONNX Runtime's fused ones; standard: opset 21 only;
+    # tensorrt: opset 23 for TensorRT's parser), activation dtype (onnx: fp32 by default;
+    # tensorrt: fp16), and MatMulNBits' accuracy_level (0 unset, 1 fp32 ... 4 int8)
+    flavour: Literal["ort", "standard", "tensorrt"] = "ort"
+    dtype: Literal["fp32", "fp16"] | None = None
     accuracy_level: int = 0
+    # tensorrt only: the optimization profiles' extents (batch, prefill tokens, decode context)
+    max_batch: int | None = None
+    max_seq_len: int | None = None
+    max_context: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         if self.format is ExportFormat.ONNX:
-            return {"format": self.format.value, "flavour": self.flavour, "dtype": self.dtype, "accuracy_level": self.accuracy_level}
+            return {"format": self.format.value, "flavour": self.flavour, "dtype": self.dtype or "fp32",
+                    "accuracy_level": self.accuracy_level}
+        if self.format is ExportFormat.TENSORRT:
+            return {"format": self.format.value, "dtype": self.dtype or "fp16", "max_batch": self.max_batch,
+                    "max_seq_len": self.max_seq_len, "max_context": self.max_context}
         return {"format": self.format.value, "layout": self.layout}
 
 

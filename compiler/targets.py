@@ -26,7 +26,8 @@ class Quant(str, Enum):
 class ExportFormat(str, Enum):
     HF = "hf"  # quantized HF checkpoint (compressed-tensors or ModelOpt layout)
     GGUF = "gguf"
-    ONNX = "onnx"  # model.onnx + model.onnx.data (ort or standard flavour)
+    ONNX = "onnx"  # model.onnx + model.onnx.data (ort, standard or tensorrt flavour)
+    TENSORRT = "tensorrt"  # a TensorRT engine (+ its tensorrt-flavour ONNX and build_info.json)
 
 
 _INT4_WEIGHT_ONLY = (Quant.AWQ, Quant.GPTQ, Quant.RTN)
@@ -43,6 +44,8 @@ class Target:
     default_formats: tuple[ExportFormat, ...]
     why_not: dict[Quant, str]  # reason a quant is not native here
     native_by_format: tuple[tuple[ExportFormat, tuple[Quant, ...]], ...] = ()  # more natives when exporting a format
+    # built beside the recipe's exports when a builder fits the target, else listed as skipped with the reason
+    optional_formats: tuple[ExportFormat, ...] = ()
 
     def check(self, quant: Quant, emulate: bool = False, formats: tuple[ExportFormat, ...] = ()) -> str | None:
         """None if `quant` runs natively (with the export formats asked for); a warning text
@@ -67,7 +70,7 @@ def _gpu(name: str, arch: str, description: str, native: tuple[Quant, ...], defa
     }
     for q in _GGUF:
         why[q] = "GGUF K-quant mixtures are a llama.cpp/CPU format; use --target cpu"
-    return Target(name, arch, description, native, default, (ExportFormat.HF,), why)
+    return Target(name, arch, description, native, default, (ExportFormat.HF,), why, optional_formats=(ExportFormat.TENSORRT,))
 
 
 _HOPPER = (Quant.BF16, Quant.FP8, *_INT4_WEIGHT_ONLY)
@@ -82,6 +85,7 @@ TARGETS: dict[str, Target] = {
         _gpu("h200", "sm90", "NVIDIA H200 (Hopper)", _HOPPER, Quant.FP8),
         _gpu("b200", "sm100", "NVIDIA B200 (Blackwell)", _BLACKWELL, Quant.NVFP4),
         _gpu("a100", "sm80", "NVIDIA A100 (Ampere, memory-bound decode: INT4 weights)", _AMPERE, Quant.AWQ),
+        _gpu("rtx3090", "sm86", "NVIDIA RTX 3090 (Ampere consumer)", _AMPERE, Quant.AWQ),
         _gpu("l40s", "sm89", "NVIDIA L40S (Ada)", _ADA, Quant.FP8),
         _gpu("rtx4090", "sm89", "NVIDIA RTX 4090 (Ada)", _ADA, Quant.FP8),
         _gpu("rtx5090", "sm120", "NVIDIA RTX 5090 (Blackwell consumer)", _BLACKWELL, Quant.NVFP4),

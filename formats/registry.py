@@ -37,3 +37,4 @@ def _load() -> None:
     from inferc.formats import onnx  # noqa: F401  (registers onnx)
     from inferc.formats.gguf import writer  # noqa: F401  (registers gguf)
     from inferc.formats.hf import writer as _hf  # noqa: F401  (registers hf)
+    from inferc.formats.tensorrt import export as _trt  # noqa: F401  (registers tensorrt)

@@ -11,16 +11,17 @@ from inferc.runtime.backend import Backend
 
 # factory(artifact part path, torch device) -> Backend
 Factory = Callable[[Path, str], Backend]
-_BACKENDS: dict[str, tuple[Factory, Callable[[Path], bool]]] = {}
+_BACKENDS: dict[str, tuple[Factory, Callable[[Path], bool], int]] = {}
 
 
-def register_backend(name: str, runs: Callable[[Path], bool]) -> Callable[[Factory], Factory]:
-    """Register `factory` under `name`; `runs(path)` says whether it runs that file/dir."""
+def register_backend(name: str, runs: Callable[[Path], bool], priority: int = 0) -> Callable[[Factory], Factory]:
+    """Register `factory` under `name`; `runs(path)` says whether it runs that file/dir.
+    Backends with a higher priority are asked first (an engine's folder also holds ONNX)."""
 
     def deco(fn: Factory) -> Factory:
         if name in _BACKENDS:
             raise ValueError(f"backend '{name}' is already registered")
-        _BACKENDS[name] = (fn, runs)
+        _BACKENDS[name] = (fn, runs, priority)
         return fn
 
     return deco
@@ -39,11 +40,11 @@ def open_backend(path: Path, device: str = "cpu", name: str | None = None) -> Ba
         if name not in _BACKENDS:
             raise UnsupportedError(f"unknown backend '{name}'; registered: {', '.join(sorted(_BACKENDS))}")
         return _BACKENDS[name][0](path, device)
-    for factory, runs in _BACKENDS.values():
+    for factory, runs, _ in sorted(_BACKENDS.values(), key=lambda b: -b[2]):
         if runs(path):
             return factory(path, device)
     raise UnsupportedError(f"no runtime backend runs '{path}'; registered: {', '.join(sorted(_BACKENDS))}")
 
 
 def _load() -> None:
-    from inferc.runtime import llamacpp_backend, onnxruntime_backend, torch_backend  # noqa: F401  (register them)
+    from inferc.runtime import llamacpp_backend, onnxruntime_backend, tensorrt_backend, torch_backend  # noqa: F401  (register them)

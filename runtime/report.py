@@ -70,6 +70,23 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class ExportRecord:
+    """An export the build wrote: its format, its path in the artifact, and what it holds."""
+
+    format: str
+    path: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SkippedExport:
+    """An export the target adds on its own (a TensorRT engine) that could not be built here."""
+
+    format: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class GateResult:
     name: str
     threshold: float
@@ -94,6 +111,8 @@ class Report:
     speed_note: str = ""  # e.g. "measured on cpu by the torch reference runtime, not on the h100"
     sizes: SizeInfo | None = None
     gates: list[GateResult] = field(default_factory=list)
+    skipped_exports: list[SkippedExport] = field(default_factory=list)
+    exports: list[ExportRecord] = field(default_factory=list)
 
     @property
     def gates_passed(self) -> bool:
@@ -262,6 +281,10 @@ def render_markdown(report: Report) -> str:
         out += [f"## Per-layer events ({_event_kinds(r.events)}; every tensor in report.json)", ""] + _table(
             ("pass", "kind", "detail", "count", "tensors"),
             [(e.pass_name, e.kind, e.detail, str(n), _tensor_list(tensors)) for e, n, tensors in event_groups(r.events)])
+    if r.exports:
+        out += ["## Exports", ""] + _table(("format", "path", ""), [(e.format, f"`{e.path}`", e.detail) for e in r.exports])
+    if r.skipped_exports:
+        out += ["## Skipped exports", ""] + _table(("format", "reason"), [(s.format, s.reason) for s in r.skipped_exports])
     if r.quality:
         out += ["## Quality", ""] + ([r.quality_note, ""] if r.quality_note else [])
         out += [f"Scored: {_scored(r.quality)}", ""] + _table(("metric", "value"), _quality_rows(r.quality))
@@ -293,6 +316,11 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         rows.append(("build time", f"{sum(p.seconds for p in r.passes):.1f} s"))
     if r.events:
         rows.append(("per-layer events", f"{_event_kinds(r.events)} (report.md)"))
+    for e in r.exports:
+        if e.detail:
+            rows.append((f"{e.format} export", f"{e.path}: {e.detail}"))
+    for s in r.skipped_exports:
+        rows.append((f"{s.format} export", f"skipped: {s.reason}"))
     if r.quality:
         q = r.quality
         rows += [

@@ -19,10 +19,13 @@ class Export:
 
 
 def exports(artifact: Artifact) -> list[Export]:
-    """The artifact's exports (manifest 'exports'), each HF one with its layout."""
+    """The artifact's exports (manifest 'exports'; those listed as skipped hold no files),
+    each HF one with its layout."""
     listed = {f.path for f in artifact.files}
     out = []
     for e in artifact.manifest.get("exports") or []:
+        if e.get("skipped"):
+            continue
         fmt, path = str(e.get("format")), str(e.get("path"))
         layout = None
         if fmt == "hf":

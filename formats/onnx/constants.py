@@ -7,6 +7,14 @@ OPSET = 21  # blocked DequantizeLinear with INT4/UINT4 initializers arrived in o
 IR_VERSION = 10  # what opset 21 ships with; ONNX Runtime and OpenVINO read it
 MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib operators
 MS_OPSET = 1
+# the tensorrt flavour: FLOAT4E2M1 DequantizeLinear and the Attention operator need opset 23
+TRT_OPSET = 23
+TRT_IR_VERSION = 11  # what opset 23 ships with
+TRT_DOMAIN = "trt"  # TensorRT's own ONNX operators (its parser imports them as layers)
+TRT_DOMAIN_OPSET = 1
+TRT_FP4_DYNAMIC_QUANTIZE = "TRT_FP4DynamicQuantize"  # TensorRT's IDynamicQuantizeLayer: x -> (FP4 x, FP8 block scales)
+NVFP4_BLOCK = 16  # FP4 elements per FP8 block scale
+ONNX_FLOAT8E4M3FN = 17  # TensorProto.FLOAT8E4M3FN: the dynamic quantizer's scale_type
 
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"  # every initializer of a model, external data

@@ -1,9 +1,15 @@
-"""The lowering of the model graph to ONNX, node by node, in one of two flavours.
+"""The lowering of the model graph to ONNX, node by node, in one of three flavours.
 
 `ort`: ONNX Runtime's fused operators (com.microsoft GroupQueryAttention with rotary
 inside, SimplifiedLayerNormalization and SkipSimplifiedLayerNormalization, MatMulNBits for
 INT4 weights). `standard`: standard ONNX ops only (opset 21): attention, rotary and norms
 as plain ops, INT4 as block-wise DequantizeLinear, FP8 as QuantizeLinear/DequantizeLinear.
+`tensorrt`: the standard lowering at opset 23 for TensorRT's parser: attention as the
+`Attention` operator (the builder's fused attention layer; grouped K/V heads are native, the
+cache Concat stays outside it), NVFP4 weights as two DequantizeLinears (FP8 block scales x
+the FP32 tensor scale, then FLOAT4E2M1 codes in blocks of 16 along K) and NVFP4 activations
+through TensorRT's `trt.TRT_FP4DynamicQuantize` (its dynamic FP4 quantize layer) followed by
+the same two DequantizeLinears.
 
 Both read `input_ids` [batch, sequence], `attention_mask` [batch, total_sequence] and
 `past_key_values.{i}.key/.value` [batch, kv_heads, past_sequence, head_dim], and write
@@ -42,7 +48,8 @@ from inferc.formats.onnx.weights import check_block_size, check_int4, join_nbits
 
 class Flavour(str, Enum):
     ORT = "ort"  # ONNX Runtime's fused contrib operators
-    STANDARD = "standard"  # standard ONNX ops only (TensorRT, OpenVINO)
+    STANDARD = "standard"  # standard ONNX ops only, opset 21 (OpenVINO, any ONNX runtime)
+    TENSORRT = "tensorrt"  # standard ops at opset 23 + TensorRT's dynamic FP4 quantizer (TensorRT, TensorRT-RTX)
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,8 @@ class _Lowering:
         self._count = 0
         self._rope_tables: dict[tuple[RopeSpec, int], tuple[str, str]] = {}
         self._masks: dict[int | None, str] = {}
+        self._trt_ops = False  # a TensorRT-domain operator was emitted
+        self._typed: dict[str, int] = {}  # outputs of TensorRT-domain operators: element type (no ONNX schema infers it)
         self._ops: dict[type, Callable[[Node], None]] = {
             Embed: self._embed, RMSNorm: self._rms_norm, SkipRMSNorm: self._skip_rms_norm, Linear: self._linear,
             Attention: self._attention, GatedAct: self._gated_act, Add: self._add, SoftCap: self._softcap,
@@ -82,6 +91,10 @@ class _Lowering:
     @property
     def ort(self) -> bool:
         return self.cfg.flavour is Flavour.ORT
+
+    @property
+    def trt(self) -> bool:
+        return self.cfg.flavour is Flavour.TENSORRT
 
     # ---- building blocks ---------------------------------------------------------------
 
@@ -213,12 +226,17 @@ class _Lowering:
             w = self._int4_weight(node, qs)
         elif fmts == {QuantFormat.FP8_E4M3}:
             w = self._fp8_weight(node, qs)
+        elif fmts == {QuantFormat.NVFP4} and self.trt:
+            w = self._nvfp4_weight(node, qs)
         else:
             names = ", ".join(f"{p.weight} ({q.format.value})" for p, q in zip(node.parts, qs))
-            raise UnsupportedError(f"{names}: no mapping in the standard flavour (it takes INT4 and FP8 weights)")
+            takes = "INT4, FP8 and NVFP4" if self.trt else "INT4 and FP8; NVFP4 goes through the tensorrt flavour"
+            raise UnsupportedError(f"{names}: no mapping in the {self.cfg.flavour.value} flavour (it takes {takes} weights)")
         x = node.x
         act = self.ir.activations.get(node.weights[0])
-        if act is not None:
+        if act is not None and act.format is QuantFormat.NVFP4 and self.trt:
+            x = self._nvfp4_activation(node, act)
+        elif act is not None:
             x = self._fake_quant_activation(node, act)
         return self.op("MatMul", [x, w])
 
@@ -226,6 +244,9 @@ class _Lowering:
         groups = {check_int4(p.weight, q, "the standard flavour") for p, q in zip(node.parts, qs)}
         if len(groups) > 1 or len({q.symmetric for q in qs}) > 1:
             raise UnsupportedError(f"linear '{node.out}': its parts differ in group size or symmetry")
+        if self.trt and not qs[0].symmetric:
+            raise UnsupportedError(f"linear '{node.out}': TensorRT takes symmetric INT4 weights only (no zero points); "
+                                   "quantize with symmetric: true")
         blocks = [to_blocked_int4(q, self.np_dtype) for q in qs]
         codes = np.concatenate([b[0] for b in blocks], axis=1)
         scales = np.concatenate([b[1] for b in blocks], axis=1)
@@ -244,6 +265,39 @@ class _Lowering:
         if np.all(scale == scale[0]):
             return self.op("DequantizeLinear", ins + [self.init(node.out + ".scale", scale[:1].reshape(()))])[0]
         return self.op("DequantizeLinear", ins + [self.init(node.out + ".scale", scale)], axis=1)[0]
+
+    def _fp4_blocks(self, codes: str, block_scales: str, global_scale: str, axis: int) -> str:
+        """NVFP4 dequantized as TensorRT reads it: the FP8 block scales times the FP32 tensor
+        scale (one DequantizeLinear), then the FP4 codes times those (a blocked one)."""
+        scale = self.op("DequantizeLinear", [block_scales, global_scale],
+                        **({} if self.cfg.dtype == "fp32" else {"output_dtype": self.elem}))
+        return self.op("DequantizeLinear", [codes] + scale, axis=axis, block_size=C.NVFP4_BLOCK)[0]
+
+    def _nvfp4_weight(self, node: Linear, qs: list) -> str:
+        """FLOAT4E2M1 codes [K, N] with FP8 block scales [K / 16, N] and one FP32 tensor scale."""
+        import ml_dtypes
+
+        globals_ = {float(q.global_scale) for q in qs}
+        if len(globals_) > 1:
+            raise UnsupportedError(f"linear '{node.out}': its NVFP4 parts have different tensor scales; fuse before quantizing "
+                                   "so that they share one, or export them unfused")
+        codes = np.concatenate([q.data.to(torch.uint8).T.contiguous().numpy() for q in qs], axis=1).view(ml_dtypes.float4_e2m1fn)
+        scales = np.concatenate([q.scale.view(torch.uint8).T.contiguous().numpy() for q in qs], axis=1).view(ml_dtypes.float8_e4m3fn)
+        return self._fp4_blocks(self.init(node.out + ".qweight", codes), self.init(node.out + ".block_scales", scales),
+                                self.init(node.out + ".global_scale", np.asarray(globals_.pop(), np.float32)), axis=0)
+
+    def _nvfp4_activation(self, node: Linear, act) -> str:
+        """x [b, t, K] quantized at run time by TensorRT's dynamic FP4 quantizer (FP8 scales per
+        16 inputs under the calibrated FP32 tensor scale) and dequantized for the product."""
+        if act.global_scale is None:
+            raise UnsupportedError(f"{node.weights[0]}: NVFP4 activations need a calibrated FP32 tensor scale (global_scale)")
+        self._trt_ops = True
+        g = self.init(node.out + ".input_global_scale", np.asarray(float(act.global_scale), np.float32))
+        codes, scales = self.op(C.TRT_FP4_DYNAMIC_QUANTIZE, [node.x, g], [f"{node.out}.input_fp4", f"{node.out}.input_block_scales"],
+                                domain=C.TRT_DOMAIN, axis=-1, block_size=C.NVFP4_BLOCK, scale_type=C.ONNX_FLOAT8E4M3FN)
+        self._typed[codes] = self.onnx.TensorProto.FLOAT4E2M1
+        self._typed[scales] = self.onnx.TensorProto.FLOAT8E4M3FN
+        return self._fp4_blocks(codes, scales, g, axis=-1)
 
     def _fake_quant_activation(self, node: Linear, act) -> str:
         import ml_dtypes
@@ -376,6 +430,9 @@ class _Lowering:
         q4, k4, v4 = self._rotate(heads(q, nh), node, cos, sin), self._rotate(heads(k, nkv), node, cos, sin), heads(v, nkv)
         k_all = self.op("Concat", [C.past_key(i), k4], [C.present_key(i)], axis=2)[0]
         v_all = self.op("Concat", [C.past_value(i), v4], [C.present_value(i)], axis=2)[0]
+        if self.trt:
+            self._fused_attention(node, q4, k_all, v_all)
+            return
         if nh != nkv:
             k_all, v_all = self._repeat_kv(k_all, nh, nkv, hd), self._repeat_kv(v_all, nh, nkv, hd)
         scores = self.op("Mul", self.op("MatMul", [q4] + self.op("Transpose", [k_all], perm=[0, 1, 3, 2])) + [self.scalar(node.scale)])
@@ -388,6 +445,15 @@ class _Lowering:
             probs = self.op("Softmax", scores, axis=-1)
         ctx = self.op("Transpose", self.op("MatMul", probs + [v_all]), perm=[0, 2, 1, 3])
         self.op("Reshape", ctx + [self.const([0, 0, nh * hd])], [node.out])
+
+    def _fused_attention(self, node: Attention, q: str, k: str, v: str) -> None:
+        """softmax(q k^T * scale [soft-capped] + mask) v as one opset-23 Attention: TensorRT
+        imports it as its fused attention layer; q [b, heads, t, hd], k and v [b, kv, total, hd]
+        (grouped heads native, no repeat), the additive mask [b, 1, t, total]."""
+        ctx = self.op("Attention", [q, k, v, self._mask(node.window)], scale=node.scale,
+                      **({"softcap": float(node.softcap)} if node.softcap else {}))
+        ctx = self.op("Transpose", ctx, perm=[0, 2, 1, 3])
+        self.op("Reshape", ctx + [self.const([0, 0, node.num_heads * node.head_dim])], [node.out])
 
     def _repeat_kv(self, x: str, nh: int, nkv: int, hd: int) -> str:
         """[b, kv, T, hd] -> [b, heads, T, hd], each kv head serving nh / nkv query heads."""
@@ -422,9 +488,13 @@ class _Lowering:
             shape = lambda seq, a=a: [C.BATCH, a.num_kv_heads, seq, a.head_dim]  # noqa: E731
             inputs += [helper.make_tensor_value_info(n(a.cache_slot), self.elem, shape(C.PAST_SEQUENCE)) for n in (C.past_key, C.past_value)]
             outputs += [helper.make_tensor_value_info(n(a.cache_slot), self.elem, shape(C.TOTAL_SEQUENCE)) for n in (C.present_key, C.present_value)]
-        g = helper.make_graph(self.nodes, f"inferc_{self.ir.spec.model_type}", inputs, outputs, self.inits)
-        opsets = [helper.make_opsetid("", C.OPSET)] + ([helper.make_opsetid(C.MS_DOMAIN, C.MS_OPSET)] if self.ort else [])
-        model = helper.make_model(g, opset_imports=opsets, ir_version=C.IR_VERSION, producer_name="inferc")
+        typed = [helper.make_tensor_value_info(name, elem, None) for name, elem in self._typed.items()]
+        g = helper.make_graph(self.nodes, f"inferc_{self.ir.spec.model_type}", inputs, outputs, self.inits, value_info=typed)
+        opset, ir_version = (C.TRT_OPSET, C.TRT_IR_VERSION) if self.trt else (C.OPSET, C.IR_VERSION)
+        opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(C.MS_DOMAIN, C.MS_OPSET)] if self.ort else [])
+        if self._trt_ops:
+            opsets.append(helper.make_opsetid(C.TRT_DOMAIN, C.TRT_DOMAIN_OPSET))
+        model = helper.make_model(g, opset_imports=opsets, ir_version=ir_version, producer_name="inferc")
         helper.set_model_props(model, {C.META_FLAVOUR: self.cfg.flavour.value, C.META_DTYPE: self.cfg.dtype,
                                        C.META_MAX_POSITIONS: str(self.cfg.max_positions or self.ir.spec.max_position_embeddings)})
         return model

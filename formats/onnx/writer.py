@@ -33,11 +33,34 @@ def _register_ort_schemas(onnx) -> None:
     defs.register_schema(schema)
 
 
+def _register_trt_schemas(onnx) -> None:
+    """TensorRT's dynamic FP4 quantizer (domain `trt`), as its parser imports it, so that
+    full_check can read a tensorrt-flavour graph. Registered once per process."""
+    defs = onnx.defs
+    if defs.has(C.TRT_FP4_DYNAMIC_QUANTIZE, C.TRT_DOMAIN):
+        return
+    P, A = defs.OpSchema.FormalParameter, defs.OpSchema.Attribute
+    schema = defs.OpSchema(
+        C.TRT_FP4_DYNAMIC_QUANTIZE, C.TRT_DOMAIN, C.TRT_DOMAIN_OPSET,
+        doc="TensorRT's IDynamicQuantizeLayer: FP4 (E2M1) codes of x and its FP8 (E4M3) scales per block along `axis`, "
+            "the block scales quantized by the scalar double-quantization scale.",
+        inputs=[P("x", "T1"), P("double_quant_scale", "T4")],
+        outputs=[P("y", "T2"), P("block_scales", "T3")],
+        type_constraints=[("T1", ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"], ""),
+                          ("T2", ["tensor(float4e2m1)"], ""), ("T3", ["tensor(float8e4m3fn)"], ""),
+                          ("T4", ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"], "")],
+        attributes=[A("axis", defs.OpSchema.AttrType.INT, ""), A("block_size", defs.OpSchema.AttrType.INT, ""),
+                    A("scale_type", defs.OpSchema.AttrType.INT, "")],
+    )
+    defs.register_schema(schema)
+
+
 def write_onnx(model, out_dir: Path, external_data: bool = True) -> Path:
     """model.onnx (+ model.onnx.data) in out_dir; returns the model path. Without
     external data a model over 2 GB is refused before anything is written."""
     onnx = require("onnx", "onnx", "exporting ONNX", "pip install 'inferc[onnx]'")
     _register_ort_schemas(onnx)
+    _register_trt_schemas(onnx)
     out_dir = Path(out_dir)
     if not external_data:
         size = model.ByteSize()

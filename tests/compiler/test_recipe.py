@@ -54,7 +54,7 @@ def test_good_recipe(tmp_path):
         (("activations: dynamic", "activations: sometimes"), r"activations.*line 8.*expected one of static, dynamic, none"),
         (("per_channel: false", "per_chanel: false"), r"unknown key 'per_chanel'.*allowed: per_channel"),
         (("pass: quantize_fp8", "pass: quantize_fp9"), r"unknown pass 'quantize_fp9'; registered passes: .*quantize_fp8"),
-        (("format: hf", "format: tflite"), r"format.*expected one of hf, gguf, onnx, found 'tflite'"),
+        (("format: hf", "format: tflite"), r"format.*expected one of hf, gguf, onnx, tensorrt, found 'tflite'"),
         (("kld_max: 0.05", "kl_max: 0.05"), r"unknown gate.*known gates: .*kld_max"),
         (("version: 1", "version: 7"), r"'version' must be 1"),
         (("quant: fp8", "quant: int3"), r"quant \(line 3\): expected one of bf16, fp8"),

@@ -13,9 +13,9 @@ before rounding. For a llama-style layer:
     up's rows       -> down
 
 The loss each search minimises is, by default (`loss: block`), the error of the whole
-block the linears feed, as in the AWQ paper: the attention (its softmax and o_proj
-included) for q/k/v, the MLP (activation and down_proj included) for gate/up, the
-linear's own output for o_proj and down_proj. `loss: linear` measures the linears'
+block the linears feed, as in the AWQ paper: the attention (its softmax and o
+included) for q/k/v, the MLP (activation and down included) for gate/up, the
+linear's own output for o and down. `loss: linear` measures the linears'
 outputs only. The search runs on whole calibration sequences (attention needs them).
 Under torch.distributed each rank measures the errors on the kept sequences of its
 shards; the sums are folded over the ranks (`_Search`), so every rank picks the same
@@ -295,7 +295,7 @@ class QuantizeAWQ(Pass):
         in_layer = {w for lin in model.graph.linears(layer) for w in lin.weights}
         unscaled = [n for n in formats if n in in_layer and n not in covered]
         plan = [(g.consumers, scales.get(g.consumers[0])) for g in groups]
-        plan += [([n], None) for n in unscaled]  # e.g. o_proj under GQA: clip search only
+        plan += [([n], None) for n in unscaled]  # e.g. o under GQA: clip search only
         for names, s in plan:
             for name in (n for n in names if n in formats):
                 w = model.tensors.get(name).float()

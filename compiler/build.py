@@ -152,7 +152,7 @@ def _timed(records: list[PassRecord], name: str, fn: Callable[[], Any]) -> Any:
 def _export(model: ModelIR, recipe: Recipe, target: Target, root: Path) -> list[tuple[ExportFormat, Path]]:
     """Each export the recipe lists (or the target's defaults), by its registered exporter."""
     out = []
-    for spec in recipe.export or tuple({"format": f} for f in target.default_formats):
+    for spec in recipe.export or target.default_exports(recipe.quant):
         fmt = spec.format if hasattr(spec, "format") else spec["format"]
         options = {k: v for k, v in (vars(spec) if hasattr(spec, "format") else spec).items() if k != "format" and v is not None}
         out.append((fmt, get_exporter(fmt.value)(model, root, options)))

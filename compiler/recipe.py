@@ -59,15 +59,22 @@ class PassSpec:
 class ExportSpec:
     format: ExportFormat
     layout: Literal["compressed-tensors", "modelopt"] = "compressed-tensors"
+    # onnx: activations and dense weights (fp32, fp16; default fp32); gguf: the tensors
+    # left unquantized (fp32, fp16, bf16; default fp16)
+    dtype: Literal["fp32", "fp16", "bf16"] | None = None
     # onnx only: which operators (ort: ONNX Runtime's fused ones; standard: opset 21 only),
-    # activation dtype, and MatMulNBits' accuracy_level (0 unset, 1 fp32 ... 4 int8)
+    # MatMulNBits' accuracy_level (0 unset, 1 fp32 ... 4 int8), and an unquantized LM head
+    # kept dense or rounded into an 8- or 4-bit MatMulNBits (ort)
     flavour: Literal["ort", "standard"] = "ort"
-    dtype: Literal["fp32", "fp16"] = "fp32"
     accuracy_level: int = 0
+    lm_head: Literal["dense", "int8", "int4"] = "dense"
 
     def to_dict(self) -> dict[str, Any]:
         if self.format is ExportFormat.ONNX:
-            return {"format": self.format.value, "flavour": self.flavour, "dtype": self.dtype, "accuracy_level": self.accuracy_level}
+            return {"format": self.format.value, "flavour": self.flavour, "dtype": self.dtype or "fp32",
+                    "accuracy_level": self.accuracy_level, "lm_head": self.lm_head}
+        if self.format is ExportFormat.GGUF:
+            return {"format": self.format.value, "dtype": self.dtype or "fp16"}
         return {"format": self.format.value, "layout": self.layout}
 
 

@@ -27,5 +27,6 @@ ONNX_DIR = "onnx"
 def _export_artifact(ir: ModelIR, root: Path, options: dict) -> Path:
     """The artifact's ONNX part: `onnx/model.onnx` (+ `model.onnx.data`)."""
     cfg = OnnxConfig(flavour=Flavour(options.get("flavour", "ort")), dtype=options.get("dtype", "fp32"),
-                     accuracy_level=options.get("accuracy_level", OnnxConfig().accuracy_level))
+                     accuracy_level=options.get("accuracy_level", OnnxConfig().accuracy_level),
+                     lm_head=options.get("lm_head", "dense"))
     return export_onnx(ir, root / ONNX_DIR, cfg).parent

@@ -130,3 +130,16 @@ def test_a_tied_head_rounded_into_matmul_nbits_keeps_the_embedding(tiny_checkpoi
     assert 0 < (got - ref).abs().max() < 0.02 * ref.abs().max()
     with pytest.raises(UnsupportedError, match="lm_head: int4 needs the ort flavour"):
         OnnxConfig(flavour=Flavour.STANDARD, lm_head="int4")
+
+
+def test_summary_counts_the_bytes_the_matrix_products_read(tiny_checkpoint, tmp_path):
+    from inferc.formats.onnx.reader import read_onnx_summary
+
+    ir = prepared(tiny_checkpoint("llama"))  # tied head: the embedding's tensor is the head
+    matrices = [n for n in ir.tensors.names() if len(ir.tensors.shape(n)) == 2]
+    numel = sum(torch.Size(ir.tensors.shape(n)).numel() for n in matrices)
+    dense = read_onnx_summary(export_onnx(ir, tmp_path / "a", OnnxConfig()))
+    assert dense.matmul_bytes == 4 * numel < dense.weight_bytes  # fp32; norms and rope tables are not read by products
+    vocab, hidden = ir.tensors.shape("embed.weight")
+    head8 = read_onnx_summary(export_onnx(ir, tmp_path / "b", OnnxConfig(lm_head="int8")))
+    assert head8.matmul_bytes == 4 * (numel - vocab * hidden) + vocab * hidden + 4 * vocab * hidden // C.HEAD_BLOCK

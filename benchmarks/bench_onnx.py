@@ -45,14 +45,15 @@ BUILDER = {"builder fp32 (onnxruntime-genai)": "fp32", "builder INT4 (onnxruntim
 LLAMA = {"llama.cpp Q4_K_M (our GGUF)": "q4_k_m"}
 
 
-def build_ours(preset: str, model: Path, out: Path, dataset: Path) -> Path:
+def build_ours(preset: str, model: Path, out: Path, dataset: Path, calib_seqs: int | None = None) -> Path:
     from inferc.compiler.build import build
     from inferc.compiler.recipe import load_preset
 
     recipe = load_preset(preset)
     recipe = dataclasses.replace(
         recipe, target="cpu", gates={},
-        calibration=dataclasses.replace(recipe.calibration, dataset=str(dataset)),
+        calibration=dataclasses.replace(recipe.calibration, dataset=str(dataset),
+                                        num_sequences=calib_seqs or recipe.calibration.num_sequences),
         eval=dataclasses.replace(recipe.eval, dataset=str(dataset), enabled=False),  # calibration skips the eval region
     )
     build(recipe, out, model_dir=model, force=True)
@@ -78,7 +79,7 @@ def artifacts(args, model: Path) -> dict[str, Path]:
             manifest = json.loads((out / "manifest.json").read_text())
             arts[label] = out / manifest["exports"][0]["path"]
         else:
-            arts[label] = build_ours(preset, model, out, args.dataset)
+            arts[label] = build_ours(preset, model, out, args.dataset, args.calib_seqs)
         seconds[label] = time.perf_counter() - t
     for label, precision in BUILDER.items():
         out = work / f"builder-{precision}"
@@ -163,6 +164,7 @@ def main() -> None:
     ap.add_argument("--gen", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("bench_results"))
+    ap.add_argument("--calib-seqs", type=int, default=None, help="calibration sequences (default: each preset's)")
     ap.add_argument("--reuse", action="store_true", help="keep artifacts already built under OUT/onnx")
     ap.add_argument("--no-ppl", action="store_true", help="speed only")
     ap.add_argument("--speed-child", type=Path, help=argparse.SUPPRESS)

@@ -135,7 +135,7 @@ def plan_exports(recipe: Recipe, target: Target) -> list[ExportJob]:
     An explicit TensorRT export that cannot be built is refused here, before any weight is
     read; an optional one is kept with the reason it will be skipped."""
     jobs = []
-    for spec in recipe.export or tuple({"format": f} for f in target.default_formats):
+    for spec in recipe.export or target.default_exports(recipe.quant):
         fmt = spec.format if hasattr(spec, "format") else spec["format"]
         options = {k: v for k, v in (vars(spec) if hasattr(spec, "format") else spec).items() if k != "format" and v is not None}
         if fmt is ExportFormat.TENSORRT:
@@ -187,7 +187,8 @@ def evaluation_tokens(
 
 def prepare_data(recipe: Recipe, plan: Plan, ir: ModelIR, device: str, progress: Progress | None = None) -> _Data:
     """Calibration and evaluation tokens. With the same corpus for both, calibration
-    samples only from the tokens after the evaluation region, so they stay disjoint."""
+    samples only from the tokens after the evaluation region (ctx_len * chunks tokens,
+    whether or not this build evaluates), so they stay disjoint."""
     cal_cfg, ev = recipe.calibration, recipe.eval
     eval_tokens, eval_source, is_corpus = None, "", False
     if ev.enabled:
@@ -196,8 +197,10 @@ def prepare_data(recipe: Recipe, plan: Plan, ir: ModelIR, device: str, progress:
     if plan.needs_calibration:
         if cal_cfg.dataset:
             stream, name = _stream(cal_cfg.dataset, cal_cfg, ir.source.path)
-            same = is_corpus and Path(ev.dataset).resolve() == Path(cal_cfg.dataset).resolve()
-            start = eval_tokens.numel() if same else 0
+            # the evaluation region is skipped even when this build does not evaluate, so a
+            # later `inferc eval` on the same corpus scores tokens calibration never saw
+            same = bool(ev.dataset) and Path(ev.dataset).resolve() == Path(cal_cfg.dataset).resolve()
+            start = min(stream.numel(), ev.ctx_len * ev.chunks) if same else 0
             calib = sample_sequences(stream[start:], cal_cfg.num_sequences, cal_cfg.seq_len, cal_cfg.seed, f"{name} tokens[{start}:]")
         else:
             calib = sample_from_model(ir, cal_cfg.num_sequences, cal_cfg.seq_len, seed=cal_cfg.seed, device=device, progress=progress)

@@ -102,7 +102,7 @@ def cli(verbose: int) -> None:
 @click.option("--target", help="Deployment target (see `inferc targets`).")
 @click.option("--quant", type=click.Choice([q.value for q in Quant]), help="Quantization preset; default: the target's.")
 @click.option("--recipe", "recipe_file", type=click.Path(path_type=Path), help="Recipe YAML (instead of --quant).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output directory (default: out/<model>-<quant>-<target>).")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Output directory (default: out/<model>-<quant>-<target>).")
 @click.option("--force", is_flag=True, help="Replace an existing inferc artifact (or an empty folder) at --out; nothing else is replaced.")
 @click.option("--emulate", is_flag=True, help="Allow a quant the target cannot run natively.")
 @click.option("--dataset", help="Corpus for calibration and evaluation (.txt/.jsonl, or hf:<name>); default: text sampled from the model.")

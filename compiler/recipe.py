@@ -65,11 +65,14 @@ class ExportSpec:
     format: ExportFormat
     layout: Literal["compressed-tensors", "modelopt"] = "compressed-tensors"
     # onnx only: which operators (ort: ONNX Runtime's fused ones; standard: opset 21 only;
-    # tensorrt: opset 23 for TensorRT's parser), activation dtype (onnx: fp32 by default;
-    # tensorrt: fp16), and MatMulNBits' accuracy_level (0 unset, 1 fp32 ... 4 int8)
+    # tensorrt: opset 23 for TensorRT's parser); onnx: activations and dense weights (fp32,
+    # fp16; default fp32; tensorrt: fp16); gguf: the tensors left unquantized (fp32, fp16,
+    # bf16; default fp16); MatMulNBits' accuracy_level (0 unset, 1 fp32 ... 4 int8), and an
+    # unquantized LM head kept dense or rounded into an 8- or 4-bit MatMulNBits (ort)
     flavour: Literal["ort", "standard", "tensorrt"] = "ort"
-    dtype: Literal["fp32", "fp16"] | None = None
+    dtype: Literal["fp32", "fp16", "bf16"] | None = None
     accuracy_level: int = 0
+    lm_head: Literal["dense", "int8", "int4"] = "dense"
     # tensorrt only: the optimization profiles' extents (batch, prefill tokens, decode context)
     max_batch: int | None = None
     max_seq_len: int | None = None
@@ -78,10 +81,12 @@ class ExportSpec:
     def to_dict(self) -> dict[str, Any]:
         if self.format is ExportFormat.ONNX:
             return {"format": self.format.value, "flavour": self.flavour, "dtype": self.dtype or "fp32",
-                    "accuracy_level": self.accuracy_level}
+                    "accuracy_level": self.accuracy_level, "lm_head": self.lm_head}
         if self.format is ExportFormat.TENSORRT:
             return {"format": self.format.value, "dtype": self.dtype or "fp16", "max_batch": self.max_batch,
                     "max_seq_len": self.max_seq_len, "max_context": self.max_context}
+        if self.format is ExportFormat.GGUF:
+            return {"format": self.format.value, "dtype": self.dtype or "fp16"}
         return {"format": self.format.value, "layout": self.layout}
 
 

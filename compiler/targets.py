@@ -21,6 +21,7 @@ class Quant(str, Enum):
     Q4_K_S = "q4_k_s"
     Q5_K_M = "q5_k_m"
     Q8_0 = "q8_0"
+    F16 = "f16"  # unquantized fp16: the GGUF baseline on cpu
 
 
 class ExportFormat(str, Enum):
@@ -31,6 +32,7 @@ class ExportFormat(str, Enum):
 
 
 _INT4_WEIGHT_ONLY = (Quant.AWQ, Quant.GPTQ, Quant.RTN)
+_UNQUANTIZED_DTYPE = {Quant.BF16: "bf16", Quant.F16: "fp16"}  # the dtype an unquantized build exports
 _GGUF = (Quant.Q4_K_M, Quant.Q4_K_S, Quant.Q5_K_M, Quant.Q8_0)
 
 
@@ -56,11 +58,17 @@ class Target:
         reason = self.why_not.get(quant, f"{self.name} has no kernels for {quant.value}")
         if emulate:
             return f"{quant.value} on {self.name} is emulated: {reason}"
-        alternatives = ", ".join(q.value for q in self.native if q is not Quant.BF16)
+        alternatives = ", ".join(q.value for q in self.native if q not in _UNQUANTIZED_DTYPE)
         raise UnsupportedError(
             f"--quant {quant.value} cannot run natively on --target {self.name} ({reason}); "
             f"native choices: {alternatives}; pass --emulate to build it anyway"
         )
+
+    def default_exports(self, quant: Quant | None) -> tuple[dict[str, str], ...]:
+        """The exports of a recipe that lists none: the target's formats; an unquantized
+        GGUF keeps the quant's dtype (bf16 or f16)."""
+        dtype = _UNQUANTIZED_DTYPE.get(quant) if quant else None
+        return tuple({"format": f, **({"dtype": dtype} if dtype and f is ExportFormat.GGUF else {})} for f in self.default_formats)
 
 
 def _gpu(name: str, arch: str, description: str, native: tuple[Quant, ...], default: Quant) -> Target:
@@ -70,6 +78,7 @@ def _gpu(name: str, arch: str, description: str, native: tuple[Quant, ...], defa
     }
     for q in _GGUF:
         why[q] = "GGUF K-quant mixtures are a llama.cpp/CPU format; use --target cpu"
+    why[Quant.F16] = "f16 is the unquantized GGUF of --target cpu; GPU targets take bf16 as the unquantized baseline"
     return Target(name, arch, description, native, default, (ExportFormat.HF,), why, optional_formats=(ExportFormat.TENSORRT,))
 
 
@@ -93,7 +102,7 @@ TARGETS: dict[str, Target] = {
             "cpu",
             "cpu",
             "CPU through llama.cpp (GGUF) or ONNX Runtime (ONNX)",
-            (Quant.BF16, *_GGUF),
+            (Quant.BF16, Quant.F16, *_GGUF),
             Quant.Q4_K_M,
             (ExportFormat.GGUF,),
             {

@@ -9,6 +9,7 @@ the next step as its past, still without leaving ORT's memory.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,14 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # noqa: BLE001  ORT raises its own exception types for bad files
             raise FormatError(f"ONNX Runtime cannot load '{model}': {str(exc).splitlines()[0]}") from exc
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.shared_buffer = meta.get(C.META_FLAVOUR) == "ort"
-        self.max_length = max_length or int(meta.get(C.META_MAX_POSITIONS, 2048))
-        self._np_dtype = np.float16 if meta.get(C.META_DTYPE) == "fp16" else np.float32
-        self._past = [(i.name, i.shape[1], i.shape[3]) for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
+        genai = _genai_config(model.parent)
+        self.shared_buffer = meta.get(C.META_FLAVOUR) == "ort" or bool(genai.get("search", {}).get("past_present_share_buffer"))
+        self.max_length = max_length or int(meta.get(C.META_MAX_POSITIONS) or genai.get("search", {}).get("max_length", 2048))
+        decoder = genai.get("model", {}).get("decoder", {})
+        self._past = [(i.name, _dim(i.shape[1], decoder.get("num_key_value_heads")), _dim(i.shape[3], decoder.get("head_size")))
+                      for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
+        past_types = {i.type for i in self.session.get_inputs() if i.name.startswith("past_key_values.")}
+        self._np_dtype = np.float16 if "tensor(float16)" in past_types else np.float32
         self._vocab = int(self.session.get_outputs()[0].shape[2])
         self._binding = self.session.io_binding()
 
@@ -110,6 +115,26 @@ class OnnxRuntimeBackend:
     def close(self) -> None:
         self._binding = None
         self.session = None
+
+
+def _genai_config(folder: Path) -> dict:
+    """onnxruntime-genai's genai_config.json beside the model ({} when there is none): a
+    model written by another tool says there what its symbolic cache axes are."""
+    path = folder / C.GENAI_CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"cannot read '{path}': {exc}") from exc
+
+
+def _dim(value: int | str, fallback: int | None) -> int:
+    if isinstance(value, int):
+        return value
+    if fallback is None:
+        raise FormatError(f"the cache axis '{value}' is symbolic and no genai_config.json beside the model gives it")
+    return int(fallback)
 
 
 def _is_onnx(path: Path) -> bool:

@@ -140,6 +140,19 @@ def measure_speed(
     )
 
 
+def copy_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
+    """This machine's memory bandwidth as a large numpy copy sees it: bytes read plus
+    bytes written per second (GB/s, 1e9), the best of `repeats` copies of `mib` MiB."""
+    src = np.ones(mib * 2**20 // 8, np.float64)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t)
+    return 2 * src.nbytes / best / 1e9
+
+
 def artifact_size(paths: list[str | Path] | str | Path) -> int:
     """Total bytes of files (directories counted recursively)."""
     if isinstance(paths, (str, Path)):

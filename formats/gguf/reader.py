@@ -46,6 +46,14 @@ class GGUFSummary:
         n = sum(t.numel for t in self.tensors)
         return 8.0 * sum(t.nbytes for t in self.tensors) / max(n, 1)
 
+    @property
+    def decode_weight_bytes(self) -> int:
+        """Bytes a decoded token reads: every tensor but the token embedding, of which one
+        row is looked up, unless the model has no output.weight and uses it as the head."""
+        names = {t.name for t in self.tensors}
+        skip = "token_embd.weight" if "output.weight" in names else None
+        return sum(t.nbytes for t in self.tensors if t.name != skip)
+
     def type_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for t in self.tensors:

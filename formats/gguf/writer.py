@@ -235,10 +235,12 @@ def export_gguf(model: ModelIR, out_file: Path, dense: QuantFormat = QuantFormat
 
 
 GGUF_FILE = "model.gguf"
+# the recipe's export dtype -> the GGUF type of the tensors left unquantized
+_DENSE = {"fp32": QuantFormat.GGUF_F32, "fp16": QuantFormat.GGUF_F16, "bf16": QuantFormat.GGUF_BF16}
 
 
 @register_exporter("gguf")
 def _export_artifact(model: ModelIR, root: Path, options: dict[str, Any]) -> Path:
     path = root / GGUF_FILE
-    export_gguf(model, path)
+    export_gguf(model, path, dense=_DENSE[options.get("dtype", "fp16")])
     return path

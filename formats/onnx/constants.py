@@ -18,6 +18,7 @@ ONNX_FLOAT8E4M3FN = 17  # TensorProto.FLOAT8E4M3FN: the dynamic quantizer's scal
 
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"  # every initializer of a model, external data
+GENAI_CONFIG_FILE = "genai_config.json"  # onnxruntime-genai's description of the folder
 EXTERNAL_THRESHOLD = 1024  # bytes: smaller initializers stay inside model.onnx
 PROTOBUF_LIMIT = 2**31 - 1  # a serialized ModelProto cannot exceed 2 GB
 
@@ -58,3 +59,8 @@ TOTAL_SEQUENCE = "total_sequence_length"
 MATMULNBITS_MIN_BLOCK = 16
 # accuracy_level: the minimum precision of A in the product (0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)
 ACCURACY_LEVELS = (0, 1, 2, 3, 4)
+
+# the ort flavour's `lm_head` option: bits of an unquantized head rounded into MatMulNBits,
+# over blocks of HEAD_BLOCK along K (symmetric, zero point 2^(bits-1))
+HEAD_BITS = {"dense": 0, "int8": 8, "int4": 4}
+HEAD_BLOCK = 32

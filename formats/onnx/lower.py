@@ -37,13 +37,22 @@ from inferc.core.ir import (
     Node,
     QuantFormat,
     RMSNorm,
+    Role,
     RopeSpec,
     SkipRMSNorm,
     SoftCap,
 )
 from inferc.core.numerics.rope import rope_inv_freq
 from inferc.formats.onnx import constants as C
-from inferc.formats.onnx.weights import check_block_size, check_int4, join_nbits, to_blocked_int4, to_matmul_nbits
+from inferc.formats.onnx.weights import (
+    NBitsWeight,
+    check_block_size,
+    check_int4,
+    join_nbits,
+    rtn_nbits,
+    to_blocked_int4,
+    to_matmul_nbits,
+)
 
 
 class Flavour(str, Enum):
@@ -58,12 +67,20 @@ class OnnxConfig:
     dtype: str = "fp32"  # activations and dense weights: fp32 | fp16
     accuracy_level: int = 0  # MatMulNBits: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8
     max_positions: int | None = None  # rotary table length; the model's max positions by default
+    # an unquantized LM head (tied or not) in the ort flavour: kept dense, or rounded to
+    # nearest into an 8- or 4-bit MatMulNBits (blocks of C.HEAD_BLOCK along K); decode reads
+    # the whole head every token, so at 135M parameters it is most of the bytes
+    lm_head: str = "dense"  # dense | int8 | int4
 
     def __post_init__(self) -> None:
         if self.dtype not in ("fp32", "fp16"):
             raise UnsupportedError(f"ONNX activations are fp32 or fp16, found '{self.dtype}'")
         if self.accuracy_level not in C.ACCURACY_LEVELS:
             raise UnsupportedError(f"MatMulNBits accuracy_level is one of {C.ACCURACY_LEVELS}, found {self.accuracy_level}")
+        if self.lm_head not in C.HEAD_BITS:
+            raise UnsupportedError(f"the ONNX lm_head option is one of {', '.join(C.HEAD_BITS)}, found '{self.lm_head}'")
+        if self.lm_head != "dense" and self.flavour is not Flavour.ORT:
+            raise UnsupportedError(f"lm_head: {self.lm_head} needs the ort flavour (MatMulNBits); the standard flavour keeps the head dense")
 
 
 _ACTS = ("silu", "gelu_pytorch_tanh", "gelu")
@@ -199,6 +216,9 @@ class _Lowering:
             self.op("Identity", y, [node.out])
 
     def _dense_matmul(self, node: Linear) -> list[str]:
+        if node.roles == (Role.LM_HEAD,) and self.cfg.lm_head != "dense":
+            w = np.concatenate([self.dense(n) for n in node.weights])
+            return self._nbits_matmul(node, rtn_nbits(w, C.HEAD_BITS[self.cfg.lm_head], C.HEAD_BLOCK, self.np_dtype), C.HEAD_BITS[self.cfg.lm_head])
         if node.tied:  # the embedding's tensor read transposed, not stored twice
             wt = self.op("Transpose", [node.weights[0]], perm=[1, 0])
         else:
@@ -213,11 +233,13 @@ class _Lowering:
             parts.append(to_matmul_nbits(q, self.np_dtype))
         if len({(w.block_size, w.zero_points is None) for w in parts}) > 1:
             raise UnsupportedError(f"linear '{node.out}': its parts differ in group size or symmetry; MatMulNBits takes one of each")
-        w = join_nbits(parts)
+        return self._nbits_matmul(node, join_nbits(parts), 4)
+
+    def _nbits_matmul(self, node: Linear, w: NBitsWeight, bits: int) -> list[str]:
         ins = [node.x, self.init(node.out + ".qweight", w.blob), self.init(node.out + ".scales", w.scales)]
         if w.zero_points is not None:
             ins.append(self.init(node.out + ".qzeros", w.zero_points))
-        return self.op("MatMulNBits", ins, domain=C.MS_DOMAIN, K=w.k, N=w.n, bits=4, block_size=w.block_size,
+        return self.op("MatMulNBits", ins, domain=C.MS_DOMAIN, K=w.k, N=w.n, bits=bits, block_size=w.block_size,
                        accuracy_level=self.cfg.accuracy_level)
 
     def _dequantized_matmul(self, node: Linear, qs: list) -> list[str]:

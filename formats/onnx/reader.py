@@ -16,6 +16,7 @@ class OnnxSummary:
     op_counts: dict[str, int]
     initializer_types: dict[str, int]  # element type -> count
     weight_bytes: int  # every initializer
+    matmul_bytes: int  # initializers the matrix products read (all of them, every decoded token)
     n_weights: int  # logical weights those bytes stand for
     metadata: dict[str, str]
 
@@ -34,8 +35,10 @@ def read_onnx_summary(path: Path) -> OnnxSummary:
     nbits = {n.input[1]: next(a.i for a in n.attribute if a.name == "K") * next(a.i for a in n.attribute if a.name == "N")
              for n in g.node if n.op_type == "MatMulNBits"}
     quant_aux = {n.input[k] for n in g.node if n.op_type == "MatMulNBits" for k in range(2, len(n.input)) if n.input[k]}
+    transposed = {n.output[0]: n.input[0] for n in g.node if n.op_type == "Transpose"}  # a tied head read transposed
+    read = {transposed.get(i, i) for n in g.node if n.op_type in ("MatMul", "MatMulNBits", "Gemm") for i in n.input}
     types: Counter[str] = Counter()
-    nbytes = count = 0
+    nbytes = count = matmul = 0
     for t in g.initializer:
         types[onnx.TensorProto.DataType.Name(t.data_type)] += 1
         numel = 1
@@ -44,10 +47,11 @@ def read_onnx_summary(path: Path) -> OnnxSummary:
         ext = {e.key: e.value for e in t.external_data}
         size = int(ext["length"]) if "length" in ext else len(t.SerializeToString())
         nbytes += size
+        matmul += size if t.name in read else 0
         count += nbits.get(t.name, 0 if t.name in quant_aux else numel)
     return OnnxSummary(
         opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
         op_counts=dict(Counter(n.op_type for n in g.node).most_common()),
-        initializer_types=dict(types), weight_bytes=nbytes, n_weights=count,
+        initializer_types=dict(types), weight_bytes=nbytes, matmul_bytes=matmul, n_weights=count,
         metadata={p.key: p.value for p in model.metadata_props},
     )

@@ -20,9 +20,9 @@ class NBitsWeight:
     n: int
     k: int
     block_size: int
-    blob: np.ndarray  # uint8 [N, K / block_size, block_size / 2]: code 2j low nibble, 2j+1 high
+    blob: np.ndarray  # uint8 [N, K / block_size, block_size * bits / 8]; 4 bits: code 2j low nibble, 2j+1 high
     scales: np.ndarray  # float [N * K / block_size]
-    zero_points: np.ndarray | None  # uint8 [N * ceil(blocks / 2)], packed like the codes; None: 8
+    zero_points: np.ndarray | None  # uint8 [N * ceil(blocks / 2)], packed like the codes; None: 2^(bits-1)
 
 
 def check_int4(name: str, q: QuantizedWeight, what: str) -> int:
@@ -68,6 +68,20 @@ def to_matmul_nbits(q: QuantizedWeight, dtype: np.dtype) -> NBitsWeight:
             z = torch.cat([z, torch.zeros(n, 1, dtype=z.dtype)], dim=1)
         zp = _pack_nibbles(z).reshape(-1)
     return NBitsWeight(n, k, block, blob, scales, zp)
+
+
+def rtn_nbits(w: np.ndarray, bits: int, block: int, dtype: np.dtype) -> NBitsWeight:
+    """A dense weight [N, K] rounded to nearest into symmetric `bits`-bit MatMulNBits blocks
+    of `block` along K: scale = amax / (2^(bits-1) - 1), codes offset by 2^(bits-1)."""
+    n, k = w.shape
+    if k % block:
+        raise UnsupportedError(f"a dense head of {k} columns does not split into MatMulNBits blocks of {block}; keep lm_head dense")
+    half = 2 ** (bits - 1)
+    blocks = torch.from_numpy(np.ascontiguousarray(w, np.float32)).reshape(n, k // block, block)
+    scale = blocks.abs().amax(-1) / (half - 1)  # [N, K / block]
+    codes = torch.round(blocks / scale.clamp(min=torch.finfo(torch.float32).tiny)[..., None]).clamp(1 - half, half - 1) + half
+    blob = _pack_nibbles(codes) if bits == 4 else codes.to(torch.uint8).numpy()
+    return NBitsWeight(n, k, block, blob, scale.numpy().astype(dtype).reshape(-1), None)
 
 
 def join_nbits(parts: list[NBitsWeight]) -> NBitsWeight:

@@ -55,9 +55,10 @@ def _register_trt_schemas(onnx) -> None:
     defs.register_schema(schema)
 
 
-def write_onnx(model, out_dir: Path, external_data: bool = True) -> Path:
-    """model.onnx (+ model.onnx.data) in out_dir; returns the model path. Without
-    external data a model over 2 GB is refused before anything is written."""
+def write_onnx(model, out_dir: Path, external_data: bool = True, beside: dict[str, bytes] | None = None) -> Path:
+    """model.onnx (+ model.onnx.data, + the files `beside`, name -> bytes) in out_dir;
+    returns the model path. Without external data a model over 2 GB is refused before
+    anything is written."""
     onnx = require("onnx", "onnx", "exporting ONNX", "pip install 'inferc[onnx]'")
     _register_ort_schemas(onnx)
     _register_trt_schemas(onnx)
@@ -79,6 +80,8 @@ def write_onnx(model, out_dir: Path, external_data: bool = True) -> Path:
             onnx.checker.check_model(str(path), full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
             raise FormatError(f"the lowered ONNX graph does not validate: {str(exc).splitlines()[0]}") from exc
+        for name, data in (beside or {}).items():
+            (tmp / name).write_bytes(data)
         out_dir.mkdir(parents=True, exist_ok=True)
         for f in tmp.iterdir():
             os.replace(f, out_dir / f.name)

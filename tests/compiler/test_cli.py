@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,7 @@ from inferc.compiler.cli import main
 from inferc.core.errors import ExitCode, Terminated
 
 pytestmark = pytest.mark.e2e
+sys.path.insert(0, str(Path(__file__).parents[1] / "formats" / "gguf"))  # gguf_helpers: a tokenizer llama.cpp loads
 
 RECIPE = """\
 version: 1
@@ -250,3 +254,34 @@ def test_eval_rejects_bad_settings_before_loading(tmp_path, capsys):
     assert code == ExitCode.USAGE and "is not a torch device" in err
     code, _, err = _run(["eval", tmp_path, "--reference", tmp_path, "--dataset", tmp_path / "nope.txt"], capsys)
     assert code == ExitCode.USAGE and "does not exist" in err
+
+
+@pytest.mark.parametrize("quant, gguf_type", [("f16", "f16"), ("bf16", "bf16")])
+def test_unquantized_quant_on_cpu_gives_a_gguf_of_that_dtype_and_o_is_out(tiny_checkpoint, tmp_path, capsys, quant, gguf_type):
+    from gguf_helpers import add_byte_tokenizer
+
+    from inferc.formats.gguf import read_gguf_summary
+
+    model, out = tmp_path / "ckpt", tmp_path / "art"
+    shutil.copytree(tiny_checkpoint("llama"), model)
+    add_byte_tokenizer(model)
+    code, _, err = _run(["build", "--model", model, "--target", "cpu", "--quant", quant, "-o", out,
+                         "--no-eval", "--quiet"], capsys)
+    assert code == ExitCode.OK, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [e["format"] for e in manifest["exports"]] == ["gguf"]
+    types = {t.name: t.type for t in read_gguf_summary(out / "model.gguf").tensors}
+    matrices = [n for n in types if n.endswith(("attn_q.weight", "ffn_down.weight", "token_embd.weight"))]
+    assert matrices and {types[n] for n in matrices} == {gguf_type.upper()}
+    assert {types[n] for n in types if n.endswith("norm.weight")} == {"F32"}
+
+
+def test_bf16_on_a_gpu_target_is_still_a_checkpoint_and_f16_is_refused_there(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "art"
+    code, _, err = _run(["build", "--model", tiny_checkpoint("llama"), "--target", "h100", "--quant", "bf16", "-o", out,
+                         "--no-eval", "--quiet"], capsys)
+    assert code == ExitCode.OK, err
+    assert (out / "hf" / "model.safetensors").is_file() and not (out / "model.gguf").exists()
+    code, _, err = _run(["build", "--model", tiny_checkpoint("llama"), "--target", "h100", "--quant", "f16", "-o",
+                         tmp_path / "b", "--no-eval"], capsys)
+    assert code == ExitCode.UNSUPPORTED and "f16 is the unquantized GGUF of --target cpu" in err

@@ -80,3 +80,10 @@ def test_artifact_size_and_bits_per_weight(tmp_path):
         artifact_size(tmp_path / "missing")
     assert bits_per_weight(1000, 1000) == 8.0
     assert bits_per_weight(1000 + 4 * 10, 1000) == pytest.approx(8.32)  # FP8 data + one fp32 scale per row of 100
+
+
+def test_copy_bandwidth_is_a_positive_rate_that_depends_on_the_copy():
+    from inferc.runtime.speed import copy_bandwidth_gbs
+
+    bw = copy_bandwidth_gbs(mib=16, repeats=2)
+    assert 0.05 < bw < 10_000  # GB/s: from a very loaded machine to any memory there is

@@ -149,3 +149,13 @@ def test_cli_builds_a_gguf_artifact_and_evaluates_it_with_llama_cpp(wide_llama, 
     assert "q4_k" in capsys.readouterr().out.lower()
     assert main(["eval", str(out), "--chunks", "1", "--no-speed"]) == 0
     assert "llama.cpp" in capsys.readouterr().out
+
+
+def test_decode_reads_every_tensor_but_an_untied_embedding(tmp_path):
+    from inferc.formats.gguf.reader import GGUFSummary, TensorSummary
+
+    def summary(*names):
+        return GGUFSummary(tmp_path, 3, "llama", tensors=[TensorSummary(n, "Q4_K", (4, 256), 144 * (i + 1)) for i, n in enumerate(names)])
+
+    assert summary("token_embd.weight", "blk.0.attn_q.weight").decode_weight_bytes == 144 + 288  # tied: the head reads it
+    assert summary("token_embd.weight", "blk.0.attn_q.weight", "output.weight").decode_weight_bytes == 288 + 432

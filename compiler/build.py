@@ -79,9 +79,6 @@ Step = Callable[[str], None]
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
-HF_DIR = "hf"
-GGUF_FILE = "model.gguf"
-ONNX_DIR = "onnx"
 
 
 @dataclass
@@ -233,11 +230,6 @@ def _export(model: ModelIR, jobs: list[ExportJob], root: Path, skipped: list[Ski
         skipped.append(SkippedExport(job.format.value, reason))
         announce(f"export {job.format.value}: skipped ({reason})")
     return out
-
-
-def _candidate_backend(fmt: ExportFormat, path: Path, device: str):
-    """A backend that runs the exported bytes, not the in-memory IR."""
-    return open_backend(path, device)
 
 
 def build(
@@ -429,7 +421,7 @@ class BuildGateError(GateFailedError):
 def _evaluate(recipe: Recipe, base_ir: ModelIR, export: tuple[ExportFormat, Path], data: _Data, device: str, progress: Progress | None):
     ev = recipe.eval
     reference = TorchBackend(base_ir, device=device, quantized=False)
-    candidate = _candidate_backend(export[0], export[1], device)
+    candidate = open_backend(export[1], device)  # the exported bytes, not the in-memory IR
     method = ev.method if data.eval_is_corpus else "full"  # held-out samples: score every position
     try:
         quality = compare_logits(reference, candidate, data.eval_tokens, ctx_len=ev.ctx_len, n_chunks=ev.chunks,

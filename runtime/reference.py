@@ -204,7 +204,8 @@ class ReferenceModel:
         emb = torch.cat([freqs, freqs], dim=-1)
         return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
 
-    def _attention(self, node: Attention, env: State, positions: torch.Tensor, cache: KVCache | None) -> None:
+    def _qkv(self, node: Attention, env: State, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q [b, heads, t, d], k and v [b, kv_heads, t, d], q/k normed and rotated."""
         nh, nkv, hd = node.num_heads, node.num_kv_heads, node.head_dim
         if node.packed:  # one q|k|v value from a fused linear
             q, k, v = env[node.q].split([nh * hd, nkv * hd, nkv * hd], dim=-1)
@@ -215,9 +216,14 @@ class ReferenceModel:
         if node.q_norm:
             q = self._rms(q, node.q_norm, node.norm_eps, node.norm_offset)
             k = self._rms(k, node.k_norm, node.norm_eps, node.norm_offset)  # type: ignore[arg-type]
-        q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # [b, heads, t, d]
+        q, k, v = (z.transpose(1, 2) for z in (q, k, v))
         cos, sin = self._rope(node.rope, node.rotary_dim, positions)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def _attention(self, node: Attention, env: State, positions: torch.Tensor, cache: KVCache | None) -> None:
+        nh, nkv, hd = node.num_heads, node.num_kv_heads, node.head_dim
+        q, k, v = self._qkv(node, env, positions)
+        b, t = q.shape[0], q.shape[2]
         k_pos = positions
         if cache is not None:
             k, v = cache.append(node.cache_slot, k, v)

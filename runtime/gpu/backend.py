@@ -24,7 +24,7 @@ from inferc.core.errors import UnsupportedError
 from inferc.core.ir import Attention, GatedAct, Linear, ModelIR, RMSNorm, RopeSpec, SkipRMSNorm
 from inferc.runtime.gpu import kernels
 from inferc.runtime.gpu.linear import Prepared, prepare_linear
-from inferc.runtime.reference import ReferenceModel, apply_rope, rope_inv_freq
+from inferc.runtime.reference import ReferenceModel, rope_inv_freq
 
 
 class StaticKVCache:
@@ -122,18 +122,7 @@ class GpuModel(ReferenceModel):
             q, k, v = qkv.split([nh * hd, nkv * hd, nkv * hd], dim=-1)
             return (q.reshape(b, t, nh, hd).transpose(1, 2), k.reshape(b, t, nkv, hd).transpose(1, 2),
                     v.reshape(b, t, nkv, hd).transpose(1, 2))
-        if node.packed:
-            q, k, v = env[node.q].split([nh * hd, nkv * hd, nkv * hd], dim=-1)
-        else:
-            q, k, v = env[node.q], env[node.k], env[node.v]  # type: ignore[index]
-        b, t, _ = q.shape
-        q, k, v = q.reshape(b, t, nh, hd), k.reshape(b, t, nkv, hd), v.reshape(b, t, nkv, hd)
-        if node.q_norm:
-            q = self._rms(q, node.q_norm, node.norm_eps, node.norm_offset)
-            k = self._rms(k, node.k_norm, node.norm_eps, node.norm_offset)  # type: ignore[arg-type]
-        q, k, v = (z.transpose(1, 2) for z in (q, k, v))
-        cos, sin = self._rope(node.rope, node.rotary_dim, positions)
-        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+        return super()._qkv(node, env, positions)
 
     def _attention(self, node: Attention, env, positions, cache) -> None:
         if not isinstance(cache, StaticKVCache):

@@ -11,7 +11,10 @@ from inferc.calibration.dataset import CalibrationSet
 from inferc.calibration.stats import collect_activation_stats
 from inferc.core.ir import Attention, ModelIR
 from inferc.formats.hf.reader import load_checkpoint
+from inferc.formats.onnx import OnnxConfig, export_onnx
+from inferc.formats.onnx import constants as C
 from inferc.passes import PassContext, get_pass, make_config
+from inferc.runtime.reference import ReferenceModel
 
 
 def session(path: Path):
@@ -50,3 +53,21 @@ def prepared(path: Path, quant: dict | None = None, fuse: bool = False) -> Model
             cls = get_pass(name)
             ir = cls(make_config(cls, {})).run(ir, ctx)
     return ir
+
+
+def check_against_reference(ir, tmp_path, flavour, tol: float = 1e-5, seed: int = 3) -> None:
+    """Full-sequence logits and a prefill + one-token-at-a-time decode of an export of
+    `flavour` in ONNX Runtime against the reference forward."""
+    path = export_onnx(ir, tmp_path / "onnx", OnnxConfig(flavour=flavour))
+    assert (path.parent / C.DATA_FILE).is_file()
+    sess = session(path)
+    ids = torch.randint(0, ir.spec.vocab_size, (2, 20), generator=torch.Generator().manual_seed(seed))
+    ref = ReferenceModel(ir).forward(ids)
+    got, _ = run(sess, ir, ids)
+    assert (got - ref).abs().max() < tol * max(1.0, ref.abs().max())
+    logits, past = run(sess, ir, ids[:, :12])
+    steps = [logits[:, -1]]
+    for t in range(12, 20):
+        logits, past = run(sess, ir, ids[:, t : t + 1], past, past_len=t)
+        steps.append(logits[:, -1])
+    assert (torch.stack(steps, 1) - ref[:, 11:]).abs().max() < tol * max(1.0, ref.abs().max())

@@ -5,7 +5,7 @@ from inferc.core.errors import FormatError, UnsupportedError
 from inferc.formats.onnx import Flavour, OnnxConfig, export_onnx, lower_graph
 from inferc.formats.onnx import constants as C
 from inferc.runtime.reference import ReferenceModel
-from onnx_helpers import prepared, run, session
+from onnx_helpers import check_against_reference, prepared, run, session
 
 pytest.importorskip("onnxruntime")
 
@@ -18,20 +18,7 @@ INT4 = {"symmetric": dict(format="int4", group_size=32, symmetric=True),
 
 
 def _check(ir, tmp_path, flavour: Flavour, tol: float = 1e-5) -> None:
-    """Full-sequence logits and a prefill + one-token-at-a-time decode against the reference."""
-    path = export_onnx(ir, tmp_path / "onnx", OnnxConfig(flavour=flavour))
-    assert (path.parent / C.DATA_FILE).is_file()
-    sess = session(path)
-    ids = torch.randint(0, ir.spec.vocab_size, (2, 20), generator=torch.Generator().manual_seed(3))
-    ref = ReferenceModel(ir).forward(ids)
-    got, _ = run(sess, ir, ids)
-    assert (got - ref).abs().max() < tol * max(1.0, ref.abs().max())
-    logits, past = run(sess, ir, ids[:, :12])
-    steps = [logits[:, -1]]
-    for t in range(12, 20):
-        logits, past = run(sess, ir, ids[:, t : t + 1], past, past_len=t)
-        steps.append(logits[:, -1])
-    assert (torch.stack(steps, 1) - ref[:, 11:]).abs().max() < tol * max(1.0, ref.abs().max())
+    check_against_reference(ir, tmp_path, flavour, tol, seed=3)
 
 
 @pytest.mark.parametrize("family,fused", ORT_CASES)

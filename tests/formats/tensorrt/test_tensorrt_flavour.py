@@ -6,13 +6,11 @@ import ml_dtypes
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from inferc.core.numerics.nvfp4 import dequantize_nvfp4
 from inferc.formats.onnx import Flavour, OnnxConfig, export_onnx, lower_graph
 from inferc.formats.onnx import constants as C
-from inferc.runtime.reference import ReferenceModel
-from onnx_helpers import prepared, run, session
+from onnx_helpers import check_against_reference, prepared, session
 
 pytest.importorskip("onnxruntime")
 
@@ -22,18 +20,7 @@ NVFP4_W4A4 = dict(format="nvfp4", activations="nvfp4")
 
 
 def _check_against_reference(ir, tmp_path, tol=1e-5):
-    path = export_onnx(ir, tmp_path / "onnx", OnnxConfig(flavour=Flavour.TENSORRT))
-    sess = session(path)
-    ids = torch.randint(0, ir.spec.vocab_size, (2, 20), generator=torch.Generator().manual_seed(5))
-    ref = ReferenceModel(ir).forward(ids)
-    got, _ = run(sess, ir, ids)
-    assert (got - ref).abs().max() < tol * max(1.0, ref.abs().max())
-    logits, past = run(sess, ir, ids[:, :12])
-    steps = [logits[:, -1]]
-    for t in range(12, 20):
-        logits, past = run(sess, ir, ids[:, t : t + 1], past, past_len=t)
-        steps.append(logits[:, -1])
-    assert (torch.stack(steps, 1) - ref[:, 11:]).abs().max() < tol * max(1.0, ref.abs().max())
+    check_against_reference(ir, tmp_path, Flavour.TENSORRT, tol, seed=5)
 
 
 # FP8 activations are rounded to E4M3 at run time: an input within float error of a rounding
